@@ -1,0 +1,157 @@
+"""`akacdn <daemon|tool> ...`: one entry point for every daemon and tool."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from .config import ConfigError, Network, load_network
+
+DAEMONS: dict[str, tuple[str, str]] = {
+    "tlns": ("top-level nameserver: the base domain and referrals to LLNSes", "akacdn.dns.daemons:tlns_main"),
+    "llns": ("low-level nameserver: edge addresses for aNNN serial names", "akacdn.dns.daemons:llns_main"),
+    "edge": ("edge cache: HTTP for configured customers, origin on a miss", "akacdn.edge.server:main"),
+    "mapper": ("mapping center: heartbeats in, signed maps out", "akacdn.mapping.center:main"),
+    "relay": ("messaging relay: forwards each message to its topic's subscribers", "akacdn.messaging.relay:main"),
+}
+
+
+def _fail(msg: str) -> int:
+    print(f"akacdn: {msg}", file=sys.stderr)
+    return 2
+
+
+def _load(path: str) -> Network | int:
+    try:
+        return load_network(path)
+    except ConfigError as e:
+        return _fail(f"config refused: {e}")
+
+
+def _import(ref: str) -> Callable[..., Awaitable[None]]:
+    import importlib
+
+    mod, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(mod), attr)  # type: ignore[no-any-return]
+
+
+def run_daemon(role: str, args: argparse.Namespace) -> int:
+    net = _load(args.config)
+    if isinstance(net, int):
+        return net
+    try:
+        machine = net.machine(args.machine)
+    except KeyError:
+        return _fail(f"{args.config}: no machine {args.machine!r}")
+    if machine.role != role:
+        return _fail(f"machine {machine.id!r} has role {machine.role!r}, not {role!r}")
+    if args.check_config:
+        print(f"{net.path}: ok ({len(net.machines)} machines, {len(net.customers)} customers)")
+        return 0
+    from .runtime import Runtime, run
+
+    main = _import(DAEMONS[role][1])
+    rt = Runtime(net, machine, role)
+    # pyroute2 (region agent, later) needs the stock loop; the serving daemons use uvloop
+    return run(lambda: main(rt), fast_loop=True)
+
+
+def run_devnet(args: argparse.Namespace) -> int:
+    from .devnet.network import default_layout
+    from .devnet.supervisor import Devnet, hints
+
+    lay = default_layout(args.net)
+    if args.dns_port:
+        lay = type(lay)(lay.net, args.dns_port, lay.http_port)
+    if args.http_port:
+        lay = type(lay)(lay.net, lay.dns_port, args.http_port)
+    dn = Devnet(Path(args.dir).resolve(), lay)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        print(f"starting devnet in {dn.dir} (DNS port {lay.dns_port}, HTTP port {lay.http_port}) ...", flush=True)
+        dn.start(timeout=args.timeout)
+        print(hints(dn), flush=True)
+        while not stop:
+            for name, code in dn.exited().items():
+                # restart like systemd would, so the network heals by itself
+                print(f"devnet: {name} exited with {code}; restarting", flush=True)
+                dn.procs.pop(name)
+                if name == "origin":
+                    dn.start_origin()
+                else:
+                    dn.start_machine(name)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as e:
+        print(f"devnet failed to start: {e}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping devnet ...", flush=True)
+        dn.stop()
+    return 0
+
+
+def run_origin(args: argparse.Namespace) -> int:
+    from .devnet.origin import serve
+    from .runtime import run
+
+    host, _, port = args.listen.rpartition(":")
+    return run(lambda: serve(host, int(port)))
+
+
+def run_check(args: argparse.Namespace) -> int:
+    net = _load(args.config)
+    if isinstance(net, int):
+        return net
+    print(f"{net.path}: ok ({len(net.machines)} machines, {len(net.customers)} customers)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="akacdn",
+        description="akacdn: an open CDN after Akamai's published architecture. "
+        "Each daemon runs as `akacdn <role> --config network.toml --machine ID`.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
+    for role, (doc, _) in DAEMONS.items():
+        d = sub.add_parser(role, help=doc, description=f"Run the {doc}.")
+        d.add_argument("--config", required=True, help="network TOML file (it names the customers file)")
+        d.add_argument("--machine", required=True, help="this machine's id in the network file")
+        d.add_argument("--check-config", action="store_true", help="validate the config and exit")
+        d.set_defaults(func=lambda a, role=role: run_daemon(role, a))
+    d = sub.add_parser(
+        "devnet",
+        help="run the whole network on this machine (loopback addresses)",
+        description="Start 1 mapping center, 2 relays, 2 TLNS, 3 regions of 1 LLNS + 3 edges and a demo "
+        "origin, each its own process on 127.<net>.x.y; print the dig/curl lines to try; Ctrl-C stops all.",
+    )
+    d.add_argument("--dir", default="run/devnet", help="where config, state and logs go (default run/devnet)")
+    d.add_argument("--net", type=int, default=0, help="second octet of the 127.x.y.z addresses (default 0)")
+    d.add_argument("--dns-port", type=int, default=0, help="DNS port (default 53 as root, else 5353)")
+    d.add_argument("--http-port", type=int, default=0, help="HTTP port (default 80 as root, else 8080)")
+    d.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
+    d.set_defaults(func=run_devnet)
+    d = sub.add_parser("origin", help="run the demo origin web site", description="Serve the demo site.")
+    d.add_argument("--listen", required=True, help="ADDRESS:PORT")
+    d.set_defaults(func=run_origin)
+    d = sub.add_parser("check-config", help="validate a network file and its customers file")
+    d.add_argument("config")
+    d.set_defaults(func=run_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Network and customer configuration: TOML files decoded into typed, validated structs.
+
+Two files describe a deployment:
+
+* the **network** file (base domain, ports, TTLs, timing, keys, regions, machines), and
+* the **customers** file it names (hostnames, serial, origin, default TTL).
+
+`load_network(path)` returns a `Network` or raises `ConfigError(file, key, reason)`;
+nothing else escapes for bad input. Structs are validated on the way in and trusted
+inside: unknown keys are refused, addresses are parsed, cross references (regions,
+roles, serials) are checked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+Role = Literal["tlns", "llns", "edge", "mapper", "relay"]
+ROLES: tuple[str, ...] = ("tlns", "llns", "edge", "mapper", "relay")
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+Ident = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+class ConfigError(Exception):
+    """A configuration file was refused: which file, which key, and why."""
+
+    def __init__(self, file: str | Path, key: str, reason: str) -> None:
+        self.file, self.key, self.reason = str(file), key, reason
+        super().__init__(f"{self.file}: {key}: {reason}")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class Ports(_Strict):
+    dns: Port = 53
+    http: Port = 80
+    messaging: Port = 7400
+    management: Port = 9400
+
+
+class TTLs(_Strict):
+    referral: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 1800
+    answer: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 20
+    negative: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
+
+
+class Timing(_Strict):
+    heartbeat_interval: Seconds = 1.0
+    dead_after: Seconds = 3.0
+    map_interval: Seconds = 1.0
+    subscribe_interval: Seconds = 2.0
+
+
+class Keys(_Strict):
+    message_key: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32,128}$")]
+
+
+class Region(_Strict):
+    id: Ident
+    description: str = ""
+
+
+class Machine(_Strict):
+    id: Ident
+    role: Role
+    address: str
+    region: str = ""
+    capacity: PositiveInt = 100
+    public_key: str = ""  # mapper: Ed25519 public key, hex
+    key_file: str = ""  # mapper: Ed25519 private key (raw 32 bytes, hex), relative to config
+
+
+class Customer(_Strict):
+    name: Ident
+    serial: Annotated[int, msgspec.Meta(ge=1, le=999999)]
+    origin: str
+    hostnames: list[str] = []
+    default_ttl: Annotated[int, msgspec.Meta(ge=0, le=31536000)] = 300
+
+
+class Customers(_Strict):
+    customers: list[Customer] = []
+
+
+class NetworkFile(_Strict):
+    base_domain: str
+    keys: Keys
+    customers: str = "customers.toml"
+    state_dir: str = "/var/lib/akacdn"
+    ports: Ports = Ports()
+    ttl: TTLs = TTLs()
+    timing: Timing = Timing()
+    regions: list[Region] = []
+    machines: list[Machine] = []
+
+
+class Network(msgspec.Struct, frozen=True):
+    """A loaded, validated deployment: the network file plus its customers."""
+
+    path: str
+    base_domain: str
+    state_dir: str
+    ports: Ports
+    ttl: TTLs
+    timing: Timing
+    message_key: bytes
+    regions: tuple[Region, ...]
+    machines: tuple[Machine, ...]
+    customers: tuple[Customer, ...]
+
+    def machine(self, machine_id: str) -> Machine:
+        for m in self.machines:
+            if m.id == machine_id:
+                return m
+        raise KeyError(machine_id)
+
+    def by_role(self, role: str) -> list[Machine]:
+        return [m for m in self.machines if m.role == role]
+
+    def state_path(self, machine_id: str) -> Path:
+        return Path(self.state_dir) / machine_id
+
+    def mapper_keys(self) -> dict[str, bytes]:
+        return {m.id: bytes.fromhex(m.public_key) for m in self.by_role("mapper")}
+
+
+def _decode(path: Path, data: bytes, typ: type) -> object:
+    try:
+        return msgspec.toml.decode(data, type=typ)
+    except msgspec.ValidationError as e:
+        msg = str(e)
+        key = "$"
+        if " - at `" in msg:
+            msg, _, where = msg.rpartition(" - at `")
+            key = where.rstrip("`")
+        raise ConfigError(path, key, msg) from None
+    except (msgspec.DecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(path, "$", f"not valid TOML: {e}") from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(path, "$", f"cannot read: {e.strerror or e}") from None
+
+
+def _check_domain(path: Path, key: str, name: str) -> str:
+    name = name.lower().rstrip(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(x) for x in name.split(".")):
+        raise ConfigError(path, key, f"{name!r} is not a valid domain name")
+    return name
+
+
+def _check_network(path: Path, f: NetworkFile) -> None:
+    if f.timing.dead_after <= f.timing.heartbeat_interval:
+        raise ConfigError(path, "$.timing.dead_after", "must exceed heartbeat_interval")
+    regions = set()
+    for i, r in enumerate(f.regions):
+        if r.id in regions:
+            raise ConfigError(path, f"$.regions[{i}].id", f"duplicate region {r.id!r}")
+        regions.add(r.id)
+    ids, endpoints = set(), set()
+    for i, m in enumerate(f.machines):
+        at = f"$.machines[{i}]"
+        if m.id in ids:
+            raise ConfigError(path, f"{at}.id", f"duplicate machine {m.id!r}")
+        ids.add(m.id)
+        try:
+            addr = ipaddress.ip_address(m.address)
+        except ValueError:
+            raise ConfigError(path, f"{at}.address", f"{m.address!r} is not an IP address") from None
+        if addr in endpoints:
+            raise ConfigError(path, f"{at}.address", f"{m.address} is used by another machine")
+        endpoints.add(addr)
+        if m.role in ("edge", "llns"):
+            if m.region not in regions:
+                raise ConfigError(path, f"{at}.region", f"unknown region {m.region!r}")
+        elif m.region and m.region not in regions:
+            raise ConfigError(path, f"{at}.region", f"unknown region {m.region!r}")
+        if m.role == "mapper":
+            if not re.fullmatch(r"[0-9a-f]{64}", m.public_key):
+                raise ConfigError(path, f"{at}.public_key", "mapper needs a 32-byte Ed25519 key in hex")
+    for role in ("relay", "mapper", "tlns"):
+        if not any(m.role == role for m in f.machines):
+            raise ConfigError(path, "$.machines", f"needs at least one {role}")
+
+
+def _check_customers(path: Path, cs: Customers) -> None:
+    serials, names, hosts = set(), set(), set()
+    for i, c in enumerate(cs.customers):
+        at = f"$.customers[{i}]"
+        if c.name in names:
+            raise ConfigError(path, f"{at}.name", f"duplicate customer {c.name!r}")
+        if c.serial in serials:
+            raise ConfigError(path, f"{at}.serial", f"serial {c.serial} is used by another customer")
+        names.add(c.name)
+        serials.add(c.serial)
+        if not re.fullmatch(r"https?://[^/\s]+/?", c.origin):
+            raise ConfigError(path, f"{at}.origin", f"{c.origin!r} is not an http(s)://host[:port] URL")
+        for j, h in enumerate(c.hostnames):
+            h = _check_domain(path, f"{at}.hostnames[{j}]", h)
+            if h in hosts:
+                raise ConfigError(path, f"{at}.hostnames[{j}]", f"{h} belongs to another customer")
+            hosts.add(h)
+
+
+def load_customers(path: str | Path) -> tuple[Customer, ...]:
+    """Load and validate a customers file."""
+    path = Path(path)
+    cs = _decode(path, _read(path), Customers)
+    assert isinstance(cs, Customers)
+    _check_customers(path, cs)
+    return tuple(
+        msgspec.structs.replace(c, hostnames=[h.lower().rstrip(".") for h in c.hostnames])
+        for c in cs.customers
+    )
+
+
+def load_network(path: str | Path) -> Network:
+    """Load and validate a network file and the customers file it names."""
+    path = Path(path).resolve()
+    f = _decode(path, _read(path), NetworkFile)
+    assert isinstance(f, NetworkFile)
+    base = _check_domain(path, "$.base_domain", f.base_domain)
+    _check_network(path, f)
+    customers = load_customers(path.parent / f.customers)
+    state_dir = Path(f.state_dir)
+    if not state_dir.is_absolute():
+        state_dir = path.parent / state_dir
+    machines = tuple(
+        msgspec.structs.replace(m, key_file=str(path.parent / m.key_file)) if m.key_file else m
+        for m in f.machines
+    )
+    return Network(
+        path=str(path),
+        base_domain=base,
+        state_dir=str(state_dir),
+        ports=f.ports,
+        ttl=f.ttl,
+        timing=f.timing,
+        message_key=bytes.fromhex(f.keys.message_key),
+        regions=tuple(f.regions),
+        machines=machines,
+        customers=customers,
+    )

@@ -1,0 +1,107 @@
+"""The devnet's configuration: 1 mapping center, 2 relays, 2 TLNS, 3 regions of
+1 LLNS + 3 edges, a demo origin; every machine on its own 127.<net>.x.y address.
+
+`write_config(directory, ...)` writes network.toml, customers.toml and the mapping
+center's key, ready for `akacdn <daemon> --config directory/network.toml`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+import tomli_w
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+BASE_DOMAIN = "akacdn.test"
+REGIONS = ("r1", "r2", "r3")
+EDGES_PER_REGION = 3
+DEMO_HOST = "www.demo.example"
+DEMO_SERIAL = 123
+
+
+class Layout(msgspec.Struct, frozen=True):
+    """Where everything is: addresses and ports of one devnet."""
+
+    net: int
+    dns_port: int
+    http_port: int
+
+    def addr(self, group: int, host: int) -> str:
+        return f"127.{self.net}.{group}.{host}"
+
+    @property
+    def tlns(self) -> list[str]:
+        return [self.addr(10, 1), self.addr(10, 2)]
+
+    @property
+    def origin(self) -> str:
+        return self.addr(40, 1)
+
+    def llns(self, region: int) -> str:
+        return self.addr(region, 1)
+
+    def edge(self, region: int, i: int) -> str:
+        return self.addr(region, 10 + i)
+
+
+def default_layout(net: int = 0) -> Layout:
+    """Port 53/80 when root, 5353/8080 otherwise."""
+    root = os.geteuid() == 0
+    return Layout(net, 53 if root else 5353, 80 if root else 8080)
+
+
+def machines(lay: Layout, mapper_pub: str) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for i, a in enumerate(lay.tlns, 1):
+        out.append({"id": f"tlns{i}", "role": "tlns", "address": a})
+    for i in (1, 2):
+        out.append({"id": f"relay{i}", "role": "relay", "address": lay.addr(20, i)})
+    out.append({"id": "mc1", "role": "mapper", "address": lay.addr(30, 1), "public_key": mapper_pub,
+                "key_file": "keys/mc1.key"})
+    for r, region in enumerate(REGIONS, 1):
+        out.append({"id": f"{region}-llns", "role": "llns", "region": region, "address": lay.llns(r)})
+        for e in range(1, EDGES_PER_REGION + 1):
+            out.append({"id": f"{region}-e{e}", "role": "edge", "region": region, "address": lay.edge(r, e)})
+    return out
+
+
+def write_config(directory: Path, lay: Layout) -> Path:
+    """Write a complete devnet configuration; returns the network file's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys").mkdir(exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    keyfile = directory / "keys" / "mc1.key"
+    keyfile.write_text(raw.hex() + "\n")
+    keyfile.chmod(0o600)
+    network = {
+        "base_domain": BASE_DOMAIN,
+        "customers": "customers.toml",
+        "state_dir": "state",
+        "keys": {"message_key": secrets.token_hex(32)},
+        "ports": {"dns": lay.dns_port, "http": lay.http_port, "messaging": 7400, "management": 9400},
+        "ttl": {"referral": 1800, "answer": 20, "negative": 300},
+        "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},
+        "regions": [{"id": r} for r in REGIONS],
+        "machines": machines(lay, pub.hex()),
+    }
+    customers = {
+        "customers": [
+            {
+                "name": "demo",
+                "serial": DEMO_SERIAL,
+                "hostnames": [DEMO_HOST],
+                "origin": f"http://{lay.origin}:{lay.http_port}",
+                "default_ttl": 300,
+            }
+        ]
+    }
+    (directory / "customers.toml").write_text(tomli_w.dumps(customers))
+    path = directory / "network.toml"
+    path.write_text(tomli_w.dumps(network))
+    return path

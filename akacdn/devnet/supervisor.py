@@ -1,0 +1,173 @@
+"""Start, watch and stop the devnet's processes (a small stand-in for systemd).
+
+Each daemon runs as `python -m akacdn <role> --config ... --machine ...` in its own
+session, its output in `<dir>/logs/<machine>.log`, and dies with the supervisor
+(PR_SET_PDEATHSIG). Tests use the same class to kill and restart machines.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ..config import Network, load_network
+from .network import Layout, write_config
+
+PR_SET_PDEATHSIG = 1
+START_ORDER = ("relay", "mapper", "edge", "llns", "tlns")
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    """A tiny GET for readiness probes: (status, body); (0, b"") when unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback only)
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (OSError, ValueError):
+        return 0, b""
+
+
+class Devnet:
+    def __init__(self, directory: Path, layout: Layout) -> None:
+        self.dir = directory
+        self.layout = layout
+        self.config_path = write_config(directory, layout)
+        self.net: Network = load_network(self.config_path)
+        self.logs = directory / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # processes -------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.logs / f"{name}.log", "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("NOTIFY_SOCKET", None)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "akacdn", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            env=env,
+        )
+        log.close()
+
+    def start_machine(self, machine_id: str) -> None:
+        m = self.net.machine(machine_id)
+        self._spawn(m.id, [m.role, "--config", str(self.config_path), "--machine", m.id])
+
+    def start_origin(self) -> None:
+        self._spawn("origin", ["origin", "--listen", f"{self.layout.origin}:{self.layout.http_port}"])
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start every process and wait until each says it is ready."""
+        self.start_origin()
+        for role in START_ORDER:
+            for m in self.net.by_role(role):
+                self.start_machine(m.id)
+        self.wait_ready([m.id for m in self.net.machines], timeout)
+
+    def kill(self, machine_id: str, sig: int = signal.SIGKILL) -> None:
+        p = self.procs.pop(machine_id)
+        p.send_signal(sig)
+        p.wait(10)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM everything, then SIGKILL what is left after `grace` seconds."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+
+    def exited(self) -> dict[str, int]:
+        """Processes that ended by themselves, with their exit codes."""
+        return {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
+
+    # probes ----------------------------------------------------------------------
+    def management(self, machine_id: str, path: str) -> tuple[int, bytes]:
+        m = self.net.machine(machine_id)
+        return http_get(f"http://{m.address}:{self.net.ports.management}{path}")
+
+    def ready(self, machine_id: str) -> bool:
+        return self.management(machine_id, "/readyz")[0] == 200
+
+    def wait_ready(self, machine_ids: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = list(machine_ids)
+        while waiting:
+            waiting = [m for m in waiting if not self.ready(m)]
+            dead = self.exited()
+            if dead:
+                raise RuntimeError(f"devnet processes exited: {dead}; see {self.logs}")
+            if waiting and time.monotonic() > deadline:
+                why = {m: json.loads(self.management(m, "/readyz")[1] or b"null") for m in waiting}
+                raise TimeoutError(f"not ready after {timeout}s: {why}")
+            if waiting:
+                time.sleep(0.1)
+        origin = f"http://{self.layout.origin}:{self.layout.http_port}/_origin/stats"
+        while http_get(origin)[0] != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError("demo origin not answering")
+            time.sleep(0.1)
+
+    def metric(self, machine_id: str, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample on one machine (0 when absent)."""
+        _, body = self.management(machine_id, "/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if not line.startswith(name):
+                continue
+            head, _, value = line.rpartition(" ")
+            metric, _, labelpart = head.partition("{")
+            if metric != name:
+                continue
+            if all(f'{k}="{v}"' in labelpart for k, v in labels.items()):
+                total += float(value)
+        return total
+
+
+def hints(dn: Devnet) -> str:
+    """The dig and curl lines to try against a running devnet."""
+    lay, net = dn.layout, dn.net
+    dport = "" if lay.dns_port == 53 else f" -p {lay.dns_port}"
+    hport = "" if lay.http_port == 80 else f":{lay.http_port}"
+    edge = lay.edge(1, 1)
+    t1, llns = lay.tlns[0], lay.llns(1)
+    mgmt = net.ports.management
+    return "\n".join(
+        [
+            "akacdn devnet is up. Try:",
+            f"  dig @{t1}{dport} a123.g.{net.base_domain} +norec          # TLNS: referral to 8 LLNS",
+            f"  dig @{llns}{dport} a123.g.{net.base_domain} +norec        # LLNS: 2 edges, TTL 20",
+            f"  dig @{t1}{dport} whoami.{net.base_domain} +short         # the address you asked from",
+            f"  dig @{t1}{dport} hostname.bind CH TXT +short               # which server answered",
+            f"  curl -si -H 'Host: www.demo.example' http://{edge}{hport}/  # twice: MISS, then HIT",
+            f"  curl -s http://{lay.origin}{hport}/_origin/stats              # what reached the origin",
+            f"  curl -s http://{t1}:{mgmt}/metrics | grep akacdn_dns          # Prometheus metrics",
+            f"Config: {dn.config_path}   Logs: {dn.logs}/",
+            "Ctrl-C stops every process.",
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Authoritative DNS: TLNS (base domain, referrals) and LLNS (map subzone, edge answers)."""

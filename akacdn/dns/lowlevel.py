@@ -1,0 +1,71 @@
+"""LLNS answers (pure): the map subzone `g.<base>`.
+
+`aNNN.g.<base> A` answers the two servers that carry serial NNN in this LLNS's low-level
+map (its own region's live edges, or a spill region's when its own is down), TTL 20 s.
+Serials not configured are NXDOMAIN. The apex has SOA and NS (n0g..n7g, served with
+glue by the TLNS). Answers are cached per serial until the next map arrives.
+"""
+
+from __future__ import annotations
+
+from dnslib import NS, QTYPE, RCODE, RR, A, DNSQuestion
+
+from ..config import Network
+from ..mapping.assign import servers_for_serial
+from ..mapping.maps import LowMap
+from .toplevel import MAP_SUBZONE
+from .wire import Answer, refused
+from .zone import below, nodata, nxdomain, origin_labels, servfail, soa_rr
+
+
+class LowLevelZone:
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        self.zone = f"{MAP_SUBZONE}.{net.base_domain}"
+        self.origin = origin_labels(self.zone)
+        self.ns_names = [f"n{i}{MAP_SUBZONE}.{net.base_domain}" for i in range(8)]
+        self.soa = soa_rr(self.zone, self.ns_names[0], net.ttl.negative, 1)
+        self.serials = {c.serial for c in net.customers}
+        self.low: LowMap | None = None
+        self._servers: dict[int, list[str]] = {}
+
+    def use_map(self, low: LowMap) -> None:
+        self.low = low
+        self.soa = soa_rr(self.zone, self.ns_names[0], self.net.ttl.negative, low.version[1])
+        self._servers.clear()
+
+    def servers_for(self, serial: int) -> list[str] | None:
+        """Addresses of the servers that carry a serial (None before any map)."""
+        if self.low is None:
+            return None
+        got = self._servers.get(serial)
+        if got is None:
+            got = [s.address for s in servers_for_serial(serial, self.low.servers)]
+            self._servers[serial] = got
+        return got
+
+    def answer(self, q: DNSQuestion, client: str) -> Answer:
+        rel = below(q.qname, self.origin)
+        if rel is None:
+            return refused()
+        qt = q.qtype
+        if rel == ():
+            if qt == QTYPE.SOA:
+                return Answer(RCODE.NOERROR, True, [self.soa], [], [], "answer")
+            if qt == QTYPE.NS:
+                ttl = self.net.ttl.referral
+                rrs = [RR(self.zone, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in self.ns_names]
+                return Answer(RCODE.NOERROR, True, rrs, [], [], "answer")
+            return nodata(self.soa)
+        if len(rel) == 1 and rel[0][:1] == b"a" and rel[0][1:].isdigit() and len(rel[0]) <= 7:
+            serial = int(rel[0][1:])
+            if serial in self.serials:
+                if qt not in (QTYPE.A, QTYPE.ANY):
+                    return nodata(self.soa)
+                addrs = self.servers_for(serial)
+                if not addrs:
+                    return servfail("no_map")
+                ttl = self.net.ttl.answer
+                rrs = [RR(q.qname, QTYPE.A, ttl=ttl, rdata=A(a)) for a in addrs]
+                return Answer(RCODE.NOERROR, True, rrs, [], [], "answer")
+        return nxdomain(self.soa)

@@ -1,0 +1,43 @@
+"""Small shared pieces of zone logic (pure): names relative to a zone, SOA, negatives."""
+
+from __future__ import annotations
+
+from dnslib import QTYPE, RCODE, RR, SOA, DNSLabel
+
+from .wire import Answer
+
+NS_LETTERS = "abcdefgh"
+
+
+def below(qname: DNSLabel, origin: tuple[bytes, ...]) -> tuple[bytes, ...] | None:
+    """The labels of qname under origin (lower-cased, () for the apex), None outside it."""
+    labels = tuple(x.lower() for x in qname.label)
+    n = len(origin)
+    if len(labels) < n or labels[len(labels) - n :] != origin:
+        return None
+    return labels[: len(labels) - n]
+
+
+def origin_labels(name: str) -> tuple[bytes, ...]:
+    return tuple(x.encode() for x in name.lower().rstrip(".").split("."))
+
+
+def soa_rr(zone: str, mname: str, negative_ttl: int, serial: int) -> RR:
+    return RR(
+        zone,
+        QTYPE.SOA,
+        ttl=negative_ttl,
+        rdata=SOA(mname, f"hostmaster.{zone}", (serial, 3600, 600, 604800, negative_ttl)),
+    )
+
+
+def nxdomain(soa: RR) -> Answer:
+    return Answer(RCODE.NXDOMAIN, True, [], [soa], [], "nxdomain")
+
+
+def nodata(soa: RR) -> Answer:
+    return Answer(RCODE.NOERROR, True, [], [soa], [], "nodata")
+
+
+def servfail(kind: str) -> Answer:
+    return Answer(RCODE.SERVFAIL, False, [], [], [], kind)

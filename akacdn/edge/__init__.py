@@ -1,0 +1,1 @@
+"""The edge cache: customers by Host, cache policy, store, origin fetch, HTTP daemon."""

@@ -1,0 +1,25 @@
+"""Which customer a request is for (pure): by Host, a customer hostname or aNNN.g.<base>."""
+
+from __future__ import annotations
+
+from ..config import Customer, Network
+from ..dns.toplevel import MAP_SUBZONE
+
+
+class CustomerIndex:
+    def __init__(self, net: Network) -> None:
+        self._by_host: dict[str, Customer] = {}
+        for c in net.customers:
+            for h in c.hostnames:
+                self._by_host[h] = c
+            self._by_host[f"a{c.serial}.{MAP_SUBZONE}.{net.base_domain}"] = c
+
+    def for_host(self, host: str | None) -> Customer | None:
+        """The customer for a Host header value (port and trailing dot ignored)."""
+        if not host:
+            return None
+        name = host.strip().lower()
+        if name.startswith("["):
+            return None  # an IPv6 literal is never a customer
+        name = name.rsplit(":", 1)[0] if ":" in name else name
+        return self._by_host.get(name.rstrip("."))

@@ -1,0 +1,125 @@
+"""The edge daemon (aiohttp): customer by Host, memory cache, origin on a miss.
+
+Every response names the machine that served it (`Via`, `X-Served-By`) and its cache
+outcome (`X-Cache: HIT|MISS|STALE`, `Cache-Status` per RFC 9211, `Age` on hits).
+Unknown hosts get 421 and never cause a fetch: the edge is not an open proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from ..mapping.report import send_heartbeats
+from ..messaging.client import MessagingClient
+from ..runtime import Runtime
+from .customers import CustomerIndex
+from .fetch import Fetcher, OriginError
+from .policy import freshness
+from .store import CachedObject, MemoryStore
+
+ALLOWED = "GET, HEAD"
+
+
+class Edge:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.customers = CustomerIndex(rt.net)
+        self.store = MemoryStore()
+        self.via = f"1.1 {rt.machine.id} (akacdn)"
+        self.fetcher = Fetcher(self.via)
+        self.requests = rt.counter("akacdn_edge_requests", "Requests by outcome", ("outcome",))
+        self.refused = rt.counter("akacdn_edge_refused", "Requests refused", ("reason",))
+        self.objects = rt.gauge("akacdn_edge_cache_objects", "Objects in the memory store")
+        self.bytes = rt.gauge("akacdn_edge_cache_bytes", "Bytes in the memory store")
+        self._served = 0
+
+    def status(self, interval: float) -> tuple[bool, float, str]:
+        """Heartbeat content: healthy, requests per second since the last beat."""
+        load, self._served = self._served / interval, 0
+        self.objects.set(len(self.store))
+        self.bytes.set(self.store.used)
+        return True, load, ""
+
+    def _respond(self, req: web.Request, obj: CachedObject, outcome: str, now: float) -> web.Response:
+        headers = list(obj.headers)
+        headers += [("Via", self.via), ("X-Served-By", self.rt.machine.id)]
+        if outcome == "HIT":
+            headers += [("Age", str(obj.age(now))), ("X-Cache", "HIT")]
+            headers.append(("Cache-Status", f"akacdn; hit; ttl={int(obj.ttl - (now - obj.stored_at))}"))
+        elif outcome == "STALE":
+            headers += [("Age", str(obj.age(now))), ("X-Cache", "STALE")]
+            headers.append(("Cache-Status", "akacdn; hit; fwd=stale; detail=origin-unreachable"))
+        else:
+            headers.append(("X-Cache", "MISS"))
+        self.requests.labels(outcome.lower()).inc()
+        resp = web.Response(status=obj.status, body=None if req.method == "HEAD" else obj.body)
+        for k, v in headers:
+            resp.headers.add(k, v)
+        if req.method == "HEAD":
+            resp.headers["Content-Length"] = str(len(obj.body))
+        return resp
+
+    async def handle(self, req: web.Request) -> web.StreamResponse:
+        self._served += 1
+        customer = self.customers.for_host(req.headers.get("Host"))
+        if customer is None:
+            self.refused.labels("unknown_host").inc()
+            return web.Response(
+                status=421,
+                text=f"akacdn: no customer is configured for host {req.headers.get('Host', '')!r}\n",
+                headers={"X-Served-By": self.rt.machine.id},
+            )
+        if req.method not in ("GET", "HEAD"):
+            self.refused.labels("method").inc()
+            return web.Response(status=405, headers={"Allow": ALLOWED}, text="akacdn: method not allowed\n")
+        key = (customer.name, req.path_qs)
+        now = time.time()
+        obj = self.store.get(key)
+        if obj is not None and obj.fresh(now):
+            return self._respond(req, obj, "HIT", now)
+        try:
+            got = await self.fetcher.fetch(customer, req.path_qs)
+        except OriginError as e:
+            self.rt.log.limited("origin_error", customer=customer.name, error=str(e))
+            if obj is not None:
+                return self._respond(req, obj, "STALE", time.time())
+            self.requests.labels("origin_error").inc()
+            return web.Response(status=502, text="akacdn: origin unreachable\n", headers={"X-Cache": "MISS"})
+        fetched = CachedObject(got.status, got.headers, got.body, time.time(), 0)
+        ttl = freshness(got.status, dict(got.headers), customer.default_ttl)
+        if ttl is not None and ttl > 0:
+            fetched.ttl = ttl
+            self.store.put(key, fetched)
+        return self._respond(req, fetched, "MISS", time.time())
+
+    async def serve(self) -> None:
+        app = web.Application(client_max_size=1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.rt.machine.address, self.rt.net.ports.http, reuse_address=True)
+        await site.start()
+        self.rt.log.info("listening", address=self.rt.machine.address, port=self.rt.net.ports.http)
+        try:
+            await asyncio.Future()
+        finally:
+            await runner.cleanup()
+
+
+async def main(rt: Runtime) -> None:
+    edge = Edge(rt)
+    client = MessagingClient(rt, [], lambda env: None)
+    await client.start()
+    await edge.fetcher.start()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(edge.serve())
+            tg.create_task(rt.serve_management())
+            tg.create_task(rt.watchdog())
+            tg.create_task(send_heartbeats(rt, client, edge.status))
+    finally:
+        client.close()
+        await edge.fetcher.close()

@@ -1,0 +1,1 @@
+"""Mapping: map structs (the contract with the nameservers), assignment, builder, center."""

@@ -1,0 +1,104 @@
+"""Map building (pure): monitoring data in, maps out.
+
+Theory of operation. Every edge and LLNS heartbeats (`Heartbeat`) through the relays.
+`Liveness` remembers when each configured machine was last heard and whether it said
+it was healthy; a machine is live while it was heard healthy within `dead_after`.
+`build(...)` turns the live set into one TopMap (live LLNSes) and one LowMap per region
+(the region's live edges; a region with fewer than two live edges is spilled onto the
+live edges of the best other regions, so an LLNS always has two servers to hand out).
+`MapBook` versions the result: a map keeps its version while its content is unchanged
+and takes the next sequence of the current term when it changes.
+
+Safety: an empty map is never produced. If nothing is live (the center is cut off, or
+just started), `build` returns None for that map and the consumers keep the last one.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..config import Network
+from .maps import AnyMap, LowMap, NameServer, Server, TopMap, Version
+
+HEARTBEAT_TOPIC = "heartbeat"
+
+
+class Heartbeat(msgspec.Struct, frozen=True):
+    machine: str
+    role: str
+    region: str
+    healthy: bool = True
+    load: float = 0.0  # requests per second over the last interval
+    detail: str = ""
+
+
+class Liveness:
+    """Last-heard bookkeeping for the configured machines (time passed in)."""
+
+    def __init__(self, net: Network) -> None:
+        self._known = {m.id: m for m in net.machines}
+        self._heard: dict[str, tuple[float, Heartbeat]] = {}
+
+    def heard(self, sender: str, hb: Heartbeat, now: float) -> str | None:
+        """Record a heartbeat; returns a refusal reason for one that does not match the config."""
+        m = self._known.get(hb.machine)
+        if m is None or hb.machine != sender:
+            return "unknown_machine"
+        if m.role != hb.role or m.region != hb.region:
+            return "role_mismatch"
+        self._heard[hb.machine] = (now, hb)
+        return None
+
+    def live(self, now: float, dead_after: float) -> dict[str, Heartbeat]:
+        return {
+            mid: hb for mid, (t, hb) in self._heard.items() if now - t <= dead_after and hb.healthy
+        }
+
+
+def build(net: Network, live: dict[str, Heartbeat], made_at: float) -> tuple[TopMap | None, list[LowMap]]:
+    """Maps for the current live set, unversioned (version (0, 0))."""
+    nameservers = tuple(
+        NameServer(m.id, m.region, m.address) for m in net.by_role("llns") if m.id in live
+    )
+    top = TopMap((0, 0), made_at, nameservers) if nameservers else None
+    edges: dict[str, list[Server]] = {r.id: [] for r in net.regions}
+    for m in net.by_role("edge"):
+        if m.id in live:
+            edges[m.region].append(Server(m.id, m.region, m.address, m.capacity))
+    if not any(edges.values()):
+        return top, []
+    # regions to spill onto: most live edges first, then by id for determinism
+    donors = sorted(edges, key=lambda r: (-len(edges[r]), r))
+    lows = []
+    for region in sorted(edges):
+        servers = list(edges[region])
+        for donor in donors:
+            if len(servers) >= 2:
+                break
+            if donor != region:
+                servers.extend(edges[donor])
+        lows.append(LowMap(region, (0, 0), made_at, tuple(servers)))
+    return top, lows
+
+
+class MapBook:
+    """The current maps of one leader term, versioned by content."""
+
+    def __init__(self, term: int) -> None:
+        self.term = term
+        self.seq = 0
+        self.maps: dict[str, AnyMap] = {}
+
+    def update(self, fresh: list[AnyMap]) -> list[AnyMap]:
+        """Take freshly built maps; returns those whose content changed (newly versioned)."""
+        changed = []
+        for m in fresh:
+            old = self.maps.get(m.key)
+            if old is not None and msgspec.structs.replace(m, version=old.version, made_at=old.made_at) == old:
+                continue
+            self.seq += 1
+            version: Version = (self.term, self.seq)
+            new = msgspec.structs.replace(m, version=version)
+            self.maps[m.key] = new
+            changed.append(new)
+        return changed

@@ -1,0 +1,113 @@
+"""The mapping-center daemon: hears heartbeats, builds and publishes signed maps.
+
+The leader term is persisted and bumped at every start, so maps from a restarted center
+are newer than anything it published before. After a start the center waits one
+`dead_after` period (warm-up) before publishing, so it never publishes a map built
+from a partial view of who is alive. Maps are re-published every `map_interval`, and
+at once when a machine comes back to life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..messaging.client import MessagingClient
+from ..messaging.envelope import Envelope
+from ..runtime import Runtime, atomic_write, read_file
+from .builder import HEARTBEAT_TOPIC, Heartbeat, Liveness, MapBook, build
+from .maps import AnyMap, sign, topic
+
+_hb = msgspec.msgpack.Decoder(Heartbeat)
+
+
+def load_private_key(path: str) -> Ed25519PrivateKey:
+    with open(path) as f:
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(f.read().strip()))
+
+
+def next_term(rt: Runtime) -> int:
+    path = rt.state_dir / "term"
+    raw = read_file(path)
+    term = int(raw.decode().strip() or 0) + 1 if raw else 1
+    atomic_write(path, f"{term}\n".encode())
+    return term
+
+
+class Center:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.key = load_private_key(rt.machine.key_file)
+        self.term = next_term(rt)
+        self.book = MapBook(self.term)
+        self.liveness = Liveness(rt.net)
+        self.live: set[str] = set()
+        self.wake = asyncio.Event()
+        self.signed: dict[str, bytes] = {}
+        self.client = MessagingClient(rt, [HEARTBEAT_TOPIC], self.on_message)
+        self.published = rt.counter("akacdn_maps_published", "Maps sent to the relays", ("map",))
+        self.live_gauge = rt.gauge("akacdn_live_machines", "Machines heard healthy", ("role",))
+        self.refused = rt.counter("akacdn_heartbeats_refused", "Heartbeats refused", ("reason",))
+
+    def on_message(self, env: Envelope) -> None:
+        hb = _hb.decode(env.body)
+        reason = self.liveness.heard(env.sender, hb, time.monotonic())
+        if reason:
+            self.refused.labels(reason).inc()
+            self.rt.log.limited("heartbeat_refused", reason=reason, sender=env.sender)
+        elif hb.healthy and hb.machine not in self.live:
+            self.wake.set()
+
+    def rebuild(self) -> None:
+        now = time.monotonic()
+        live = self.liveness.live(now, self.rt.net.timing.dead_after)
+        if set(live) != self.live:
+            self.rt.record(
+                "live_set_changed",
+                up=sorted(set(live) - self.live),
+                down=sorted(self.live - set(live)),
+            )
+            self.live = set(live)
+        for role in ("edge", "llns"):
+            self.live_gauge.labels(role).set(sum(1 for hb in live.values() if hb.role == role))
+        top, lows = build(self.rt.net, live, time.time())
+        fresh: list[AnyMap] = ([top] if top else []) + list(lows)
+        for m in self.book.update(fresh):
+            self.signed[m.key] = sign(self.key, self.rt.machine.id, m)
+            self.rt.record("map_built", map=m.key, term=m.version[0], seq=m.version[1])
+
+    def publish(self) -> None:
+        for key, data in self.signed.items():
+            self.client.publish(topic(self.book.maps[key]), data)
+            self.published.labels(key).inc()
+
+    async def run(self) -> None:
+        t = self.rt.net.timing
+        self.rt.not_ready("warmup", f"listening to heartbeats for {t.dead_after}s")
+        await self.client.start()
+        self.rt.record("started", term=self.term)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.rt.serve_management())
+                tg.create_task(self.rt.watchdog())
+                tg.create_task(self.client.keep_subscribed())
+                await asyncio.sleep(t.dead_after)
+                self.rt.ready("warmup")
+                while True:
+                    self.rebuild()
+                    self.publish()
+                    self.wake.clear()
+                    try:
+                        async with asyncio.timeout(t.map_interval):
+                            await self.wake.wait()
+                    except TimeoutError:
+                        pass
+        finally:
+            self.client.close()
+
+
+async def main(rt: Runtime) -> None:
+    await Center(rt).run()

@@ -1,0 +1,107 @@
+"""The maps: the contract between the mapping centers and the nameservers.
+
+A `TopMap` tells the TLNSes which low-level nameservers (LLNS) are live, by region.
+A `LowMap` tells the LLNSes of one region which edge servers to hand out. Each map
+carries its version `(term, seq)`: the leader's term, then a sequence bumped when the
+map's content changes. Maps travel as `SignedMap`: the msgpack body, the signing
+mapping center, and its Ed25519 signature over the body.
+
+`verify(keys, data)` raises only `MapError`; consumers keep their last accepted map
+and take a new one only when `newer(new, current)`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+Version = tuple[int, int]  # (leader term, sequence)
+
+
+class NameServer(msgspec.Struct, frozen=True):
+    machine: str
+    region: str
+    address: str
+
+
+class Server(msgspec.Struct, frozen=True):
+    machine: str
+    region: str
+    address: str
+    capacity: int
+
+
+class TopMap(msgspec.Struct, frozen=True, tag="top"):
+    version: Version
+    made_at: float
+    nameservers: tuple[NameServer, ...]
+
+    @property
+    def key(self) -> str:
+        return "top"
+
+
+class LowMap(msgspec.Struct, frozen=True, tag="low"):
+    region: str
+    version: Version
+    made_at: float
+    servers: tuple[Server, ...]  # whom to hand out for this region (spilled when it is down)
+
+    @property
+    def key(self) -> str:
+        return f"low.{self.region}"
+
+
+AnyMap = TopMap | LowMap
+
+
+class SignedMap(msgspec.Struct, frozen=True, array_like=True):
+    signer: str
+    body: bytes
+    signature: bytes
+
+
+class MapError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_enc = msgspec.msgpack.Encoder()
+_signed = msgspec.msgpack.Decoder(SignedMap)
+_body = msgspec.msgpack.Decoder(AnyMap)
+
+
+def sign(key: Ed25519PrivateKey, signer: str, m: AnyMap) -> bytes:
+    """Encode a map and sign it as mapping center `signer`."""
+    body = _enc.encode(m)
+    return _enc.encode(SignedMap(signer, body, key.sign(body)))
+
+
+def verify(keys: dict[str, bytes], data: bytes) -> AnyMap:
+    """Decode a signed map and check its signature against the known centers' keys."""
+    try:
+        sm = _signed.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise MapError("malformed") from None
+    pub = keys.get(sm.signer)
+    if pub is None:
+        raise MapError("unknown_signer")
+    try:
+        Ed25519PublicKey.from_public_bytes(pub).verify(sm.signature, sm.body)
+    except (InvalidSignature, ValueError):
+        raise MapError("bad_signature") from None
+    try:
+        return _body.decode(sm.body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise MapError("malformed_body") from None
+
+
+def newer(new: Version, current: Version | None) -> bool:
+    """True when a map of version `new` should replace one of version `current`."""
+    return current is None or tuple(new) > tuple(current)
+
+
+def topic(m: AnyMap) -> str:
+    return f"map.{m.key}"

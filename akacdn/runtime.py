@@ -1,0 +1,216 @@
+"""What every daemon shares: the loop, signals, structured logs, state directory,
+last-known-good files, sd_notify, and the management server (/metrics, /healthz,
+/readyz, /events).
+
+A daemon is an `async def main(rt: Runtime)` that owns its tasks in a TaskGroup.
+`run(...)` runs it on the chosen loop; SIGTERM/SIGINT cancel it, which cancels every
+task it owns; a crash in any task ends the process non-zero so systemd restarts it
+from the last known good state (paper: "fail cleanly and restart").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from .config import Machine, Network
+
+_json = msgspec.json.Encoder()
+
+
+class Log:
+    """One JSON object per line on stdout, naming component, region and machine."""
+
+    def __init__(self, component: str, machine: str = "", region: str = "", out: Any = None) -> None:
+        self._base = {"component": component, "machine": machine, "region": region}
+        self._out = out or sys.stdout
+        self._last: dict[str, float] = {}
+        self.suppressed = 0
+
+    def event(self, level: str, event: str, **fields: Any) -> None:
+        rec = {"ts": round(time.time(), 3), "level": level, "event": event, **self._base, **fields}
+        self._out.write(_json.encode(rec).decode() + "\n")
+        self._out.flush()
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.event("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.event("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.event("error", event, **fields)
+
+    def limited(self, event: str, every: float = 1.0, **fields: Any) -> None:
+        """A warning at most once per `every` seconds per event (per-packet errors)."""
+        now = time.monotonic()
+        if now - self._last.get(event, -1e9) < every:
+            self.suppressed += 1
+            return
+        self._last[event] = now
+        self.warning(event, suppressed=self.suppressed, **fields)
+        self.suppressed = 0
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file so that readers see either the old or the new content, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def sd_notify(state: str) -> bool:
+    """Send one sd_notify datagram (READY=1, STATUS=..., WATCHDOG=1); False if not under systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr[0] == "@":
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            s.sendto(state.encode(), addr)
+        except OSError:
+            return False
+    return True
+
+
+class Runtime:
+    """Per-daemon context: config, identity, logs, metrics, readiness and events."""
+
+    def __init__(self, net: Network, machine: Machine, component: str) -> None:
+        self.net = net
+        self.machine = machine
+        self.component = component
+        self.log = Log(component, machine.id, machine.region)
+        self.registry = CollectorRegistry()
+        self.state_dir = net.state_path(machine.id)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._not_ready: dict[str, str] = {}
+        self._announced = False
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
+        self.up = Gauge("akacdn_up", "1 while the daemon runs", ["component"], registry=self.registry)
+        self.up.labels(component).set(1)
+
+    # readiness -------------------------------------------------------------------
+    def not_ready(self, part: str, reason: str) -> None:
+        self._not_ready[part] = reason
+
+    def ready(self, part: str) -> None:
+        """Mark a part ready; the first time no part is waiting, tell systemd READY=1."""
+        self._not_ready.pop(part, None)
+        if not self._not_ready and not self._announced:
+            self._announced = True
+            self.log.info("ready")
+            sd_notify("READY=1\nSTATUS=serving")
+
+    @property
+    def is_ready(self) -> bool:
+        return not self._not_ready
+
+    def record(self, event: str, **fields: Any) -> None:
+        """A state change worth an operator's attention: logged and kept for /events."""
+        self._events.append({"ts": round(time.time(), 3), "event": event, **fields})
+        self.log.info(event, **fields)
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, doc, list(labels), registry=self.registry)
+
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, list(labels), registry=self.registry)
+
+    # management server -----------------------------------------------------------
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"alive": True, "machine": self.machine.id})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if self._not_ready:
+            return web.json_response({"ready": False, "waiting": self._not_ready}, status=503)
+        return web.json_response({"ready": True})
+
+    async def _events_view(self, _: web.Request) -> web.Response:
+        return web.json_response(list(self._events))
+
+    async def serve_management(self, extra: Callable[[web.Application], None] | None = None) -> None:
+        """Serve /metrics, /healthz, /readyz and /events until cancelled."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/events", self._events_view)
+        if extra:
+            extra(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.machine.address, self.net.ports.management, reuse_address=True)
+        await site.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await runner.cleanup()
+
+    async def watchdog(self) -> None:
+        """Send WATCHDOG=1 at half WATCHDOG_USEC while the daemon is ready."""
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if not usec:
+            return
+        while True:
+            await asyncio.sleep(usec / 2e6)
+            if self.is_ready:
+                sd_notify("WATCHDOG=1")
+
+
+def run(main: Callable[[], Awaitable[None]], *, fast_loop: bool = True) -> int:
+    """Run a daemon's main on uvloop (or the stock loop); SIGTERM/SIGINT end it cleanly."""
+    factory = None
+    if fast_loop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        loop = runner.get_loop()
+        task: asyncio.Task[None] = loop.create_task(main())  # type: ignore[arg-type]
+        stopping = []
+
+        def stop() -> None:
+            stopping.append(True)
+            task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        try:
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if not stopping:
+                raise
+    return 0
