@@ -73,17 +73,26 @@ def write_config(directory: Path, lay: Layout) -> Path:
     """Write a complete devnet configuration; returns the network file's path."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "keys").mkdir(exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    # keys survive a restart of the devnet, so the maps the nameservers kept stay valid
     keyfile = directory / "keys" / "mc1.key"
-    keyfile.write_text(raw.hex() + "\n")
-    keyfile.chmod(0o600)
+    if keyfile.exists():
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(keyfile.read_text().strip()))
+    else:
+        key = Ed25519PrivateKey.generate()
+        raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        keyfile.write_text(raw.hex() + "\n")
+        keyfile.chmod(0o600)
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    msgkey_file = directory / "keys" / "message.key"
+    if not msgkey_file.exists():
+        msgkey_file.write_text(secrets.token_hex(32) + "\n")
+        msgkey_file.chmod(0o600)
+    message_key = msgkey_file.read_text().strip()
     network = {
         "base_domain": BASE_DOMAIN,
         "customers": "customers.toml",
         "state_dir": "state",
-        "keys": {"message_key": secrets.token_hex(32)},
+        "keys": {"message_key": message_key},
         "ports": {"dns": lay.dns_port, "http": lay.http_port, "messaging": 7400, "management": 9400},
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},

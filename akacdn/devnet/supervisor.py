@@ -17,8 +17,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dnslib import DNSRecord
+
 from ..config import Network, load_network
 from .network import Layout, write_config
+from .resolver import resolver_address, unbound_binary, unbound_conf
 
 PR_SET_PDEATHSIG = 1
 START_ORDER = ("relay", "mapper", "edge", "llns", "tlns")
@@ -42,8 +45,17 @@ def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def dns_query(server: str, port: int, name: str, qtype: str = "A", timeout: float = 1.0) -> DNSRecord | None:
+    """One UDP query (for probes); None when nothing parsable came back in time."""
+    try:
+        raw = DNSRecord.question(name, qtype).send(server, port, timeout=timeout)
+        return DNSRecord.parse(raw)
+    except Exception:  # timeouts, refused ports, unparsable replies: all "not answering"
+        return None
+
+
 class Devnet:
-    def __init__(self, directory: Path, layout: Layout) -> None:
+    def __init__(self, directory: Path, layout: Layout, resolver: bool = True) -> None:
         self.dir = directory
         self.layout = layout
         self.config_path = write_config(directory, layout)
@@ -51,6 +63,8 @@ class Devnet:
         self.logs = directory / "logs"
         self.logs.mkdir(exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.unbound = unbound_binary() if resolver else None
+        self.resolver = resolver_address(layout) if self.unbound else None
 
     # processes -------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -58,7 +72,7 @@ class Devnet:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("NOTIFY_SOCKET", None)
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "akacdn", *args],
+            args if name == "resolver" else [sys.executable, "-m", "akacdn", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -75,12 +89,19 @@ class Devnet:
     def start_origin(self) -> None:
         self._spawn("origin", ["origin", "--listen", f"{self.layout.origin}:{self.layout.http_port}"])
 
+    def start_resolver(self, qname_minimisation: bool = True) -> None:
+        assert self.unbound, "unbound is not installed"
+        conf = unbound_conf(self.dir / "resolver", self.layout, self.net, qname_minimisation)
+        self._spawn("resolver", [self.unbound, "-d", "-c", str(conf)])
+
     def start(self, timeout: float = 30.0) -> None:
         """Start every process and wait until each says it is ready."""
         self.start_origin()
         for role in START_ORDER:
             for m in self.net.by_role(role):
                 self.start_machine(m.id)
+        if self.unbound:
+            self.start_resolver()
         self.wait_ready([m.id for m in self.net.machines], timeout)
 
     def kill(self, machine_id: str, sig: int = signal.SIGKILL) -> None:
@@ -132,6 +153,10 @@ class Devnet:
             if time.monotonic() > deadline:
                 raise TimeoutError("demo origin not answering")
             time.sleep(0.1)
+        while self.resolver and dns_query(self.resolver, self.layout.dns_port, "localhost", timeout=0.3) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("resolver (unbound) not answering")
+            time.sleep(0.1)
 
     def metric(self, machine_id: str, name: str, **labels: str) -> float:
         """Sum of a Prometheus sample on one machine (0 when absent)."""
@@ -157,17 +182,25 @@ def hints(dn: Devnet) -> str:
     edge = lay.edge(1, 1)
     t1, llns = lay.tlns[0], lay.llns(1)
     mgmt = net.ports.management
-    return "\n".join(
-        [
-            "akacdn devnet is up. Try:",
-            f"  dig @{t1}{dport} a123.g.{net.base_domain} +norec          # TLNS: referral to 8 LLNS",
-            f"  dig @{llns}{dport} a123.g.{net.base_domain} +norec        # LLNS: 2 edges, TTL 20",
-            f"  dig @{t1}{dport} whoami.{net.base_domain} +short         # the address you asked from",
-            f"  dig @{t1}{dport} hostname.bind CH TXT +short               # which server answered",
-            f"  curl -si -H 'Host: www.demo.example' http://{edge}{hport}/  # twice: MISS, then HIT",
-            f"  curl -s http://{lay.origin}{hport}/_origin/stats              # what reached the origin",
-            f"  curl -s http://{t1}:{mgmt}/metrics | grep akacdn_dns          # Prometheus metrics",
-            f"Config: {dn.config_path}   Logs: {dn.logs}/",
-            "Ctrl-C stops every process.",
+    tries = [
+        (f"dig @{t1}{dport} a123.g.{net.base_domain} +norec", "TLNS: referral to 8 LLNSes in 3 regions"),
+        (f"dig @{llns}{dport} a123.g.{net.base_domain} +norec", "LLNS: 2 edges of its region, TTL 20"),
+        (f"dig @{t1}{dport} whoami.{net.base_domain} +short", "the address you asked from"),
+        (f"dig @{t1}{dport} hostname.bind CH TXT +short", "which server answered"),
+        (f"curl -si -H 'Host: www.demo.example' http://{edge}{hport}/", "run twice: MISS, then HIT"),
+        (f"curl -s http://{lay.origin}{hport}/_origin/stats", "what reached the origin"),
+        (f"curl -s http://{t1}:{mgmt}/metrics | grep akacdn_dns", "Prometheus metrics"),
+    ]
+    if dn.resolver:
+        tries[:0] = [
+            (f"dig @{dn.resolver}{dport} www.demo.example", "through unbound: CNAME, TLNS, LLNS"),
+            (
+                f"curl -si --resolve www.demo.example:{lay.http_port}:$(dig @{dn.resolver}{dport} +short "
+                f"www.demo.example | tail -1) http://www.demo.example{hport}/",
+                "fetch as a browser would",
+            ),
         ]
-    )
+    width = max(len(cmd) for cmd, _ in tries)
+    lines = ["akacdn devnet is up. Try:"] + [f"  {cmd:<{width}}  # {why}" for cmd, why in tries]
+    lines += [f"Config: {dn.config_path}", f"Logs:   {dn.logs}/", "Ctrl-C stops every process."]
+    return "\n".join(lines)

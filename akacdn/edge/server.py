@@ -53,7 +53,8 @@ class Edge:
             headers += [("Age", str(obj.age(now))), ("X-Cache", "STALE")]
             headers.append(("Cache-Status", "akacdn; hit; fwd=stale; detail=origin-unreachable"))
         else:
-            headers.append(("X-Cache", "MISS"))
+            stored = "; stored" if obj.ttl > 0 else ""
+            headers += [("X-Cache", "MISS"), ("Cache-Status", f"akacdn; fwd=uri-miss{stored}")]
         self.requests.labels(outcome.lower()).inc()
         resp = web.Response(status=obj.status, body=None if req.method == "HEAD" else obj.body)
         for k, v in headers:
