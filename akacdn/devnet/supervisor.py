@@ -193,14 +193,15 @@ def hints(dn: Devnet) -> str:
     ]
     if dn.resolver:
         tries[:0] = [
-            (f"dig @{dn.resolver}{dport} www.demo.example", "through unbound: CNAME, TLNS, LLNS"),
+            (f"dig @{dn.resolver}{dport} www.demo.example", "through a real resolver (unbound): the customer's CNAME, the TLNS referral, the LLNS answer"),
             (
                 f"curl -si --resolve www.demo.example:{lay.http_port}:$(dig @{dn.resolver}{dport} +short "
                 f"www.demo.example | tail -1) http://www.demo.example{hport}/",
                 "fetch as a browser would",
             ),
         ]
-    width = max(len(cmd) for cmd, _ in tries)
-    lines = ["akacdn devnet is up. Try:"] + [f"  {cmd:<{width}}  # {why}" for cmd, why in tries]
-    lines += [f"Config: {dn.config_path}", f"Logs:   {dn.logs}/", "Ctrl-C stops every process."]
+    lines = ["akacdn devnet is up. Try:", ""]
+    for cmd, why in tries:
+        lines += [f"  # {why}", f"  {cmd}"]
+    lines += ["", f"Config: {dn.config_path}", f"Logs:   {dn.logs}/", "Ctrl-C stops every process."]
     return "\n".join(lines)

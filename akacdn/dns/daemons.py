@@ -16,6 +16,7 @@ from .toplevel import TopLevelZone
 
 
 async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, holder: MapHolder, heartbeat: bool) -> None:
+    server = DnsServer(rt, zone.answer)  # registers its sockets as not ready yet
     rt.not_ready("map", "no map yet (none on disk, none received)")
     if holder.load_last_known_good():
         rt.ready("map")
@@ -25,7 +26,6 @@ async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, holder: MapHold
             rt.ready("map")
 
     client = MessagingClient(rt, [f"map.{holder.key}"], on_message)
-    server = DnsServer(rt, zone.answer)
     await client.start()
     try:
         async with asyncio.TaskGroup() as tg:

@@ -25,6 +25,7 @@ class DnsServer:
         self.replies = rt.counter("akacdn_dns_replies", "DNS replies by kind and transport", ("kind", "transport"))
         self.tcp_refused = rt.counter("akacdn_dns_tcp_refused", "TCP connections over the limit")
         self._tcp_open = 0
+        rt.not_ready("sockets", "DNS sockets not bound yet")
 
     def handle(self, data: bytes, client: str, transport: str, max_udp: int | None) -> bytes | None:
         r = respond(data, client, self.answer, self.identity, max_udp)
@@ -40,6 +41,7 @@ class DnsServer:
         udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(addr, port))
         tcp = await asyncio.start_server(self._tcp, addr, port, reuse_address=True)
         self.rt.log.info("listening", address=addr, port=port)
+        self.rt.ready("sockets")
         try:
             async with tcp:
                 await asyncio.Future()

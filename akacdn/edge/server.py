@@ -35,6 +35,7 @@ class Edge:
         self.objects = rt.gauge("akacdn_edge_cache_objects", "Objects in the memory store")
         self.bytes = rt.gauge("akacdn_edge_cache_bytes", "Bytes in the memory store")
         self._served = 0
+        rt.not_ready("socket", "HTTP socket not bound yet")
 
     def status(self, interval: float) -> tuple[bool, float, str]:
         """Heartbeat content: healthy, requests per second since the last beat."""
@@ -104,6 +105,7 @@ class Edge:
         site = web.TCPSite(runner, self.rt.machine.address, self.rt.net.ports.http, reuse_address=True)
         await site.start()
         self.rt.log.info("listening", address=self.rt.machine.address, port=self.rt.net.ports.http)
+        self.rt.ready("socket")
         try:
             await asyncio.Future()
         finally:

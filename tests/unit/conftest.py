@@ -21,3 +21,9 @@ def devnet_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def net(devnet_path: Path) -> Network:
     return load_network(devnet_path)
+
+
+@pytest.fixture(scope="session")
+def shared_net(tmp_path_factory: pytest.TempPathFactory) -> Network:
+    """One devnet Network for the whole session (for hypothesis tests: no function-scoped fixtures)."""
+    return load_network(write_config(tmp_path_factory.mktemp("devnet"), LAYOUT))

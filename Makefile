@@ -1,0 +1,54 @@
+# akacdn — the two commands: `make run` and `make test`.
+# Both install what they need first: a venv with the pinned Python packages, and (when
+# root) the Debian packages the network and the tests use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+DEBS   := dnsutils unbound curl procps iproute2
+
+.PHONY: help run test test-unit test-integration deps venv clean
+
+help:
+	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
+	@echo "make test   install what is needed and run every test"
+	@echo "make test-unit | test-integration   run one kind of test"
+	@echo "make clean  remove the venv and run/ state"
+
+# Debian packages: installed with apt-get when root and missing; otherwise say what is needed.
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "akacdn needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+run: deps venv
+	$(BIN)/akacdn devnet
+
+test: deps venv
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test-integration: deps venv
+	$(BIN)/pytest -q tests/integration
+
+clean:
+	rm -rf $(VENV) run *.egg-info
