@@ -58,7 +58,7 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
     main = _import(DAEMONS[role][1])
     rt = Runtime(net, machine, role)
     # pyroute2 (region agent, later) needs the stock loop; the serving daemons use uvloop
-    return run(lambda: main(rt), fast_loop=True)
+    return run(lambda: main(rt), fast_loop=True, reload=rt.reload)
 
 
 def run_devnet(args: argparse.Namespace) -> int:

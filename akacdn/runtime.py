@@ -25,7 +25,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
-from .config import Machine, Network
+from .config import ConfigError, Machine, Network, load_network
 
 _json = msgspec.json.Encoder()
 
@@ -118,6 +118,38 @@ class Runtime:
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
         self.up = Gauge("akacdn_up", "1 while the daemon runs", ["component"], registry=self.registry)
         self.up.labels(component).set(1)
+        self._reloaders: list[Callable[[Network], None]] = []
+        self.reloads = self.counter("akacdn_config_reloads", "SIGHUP config reloads", ("result",))
+
+    # configuration reload ----------------------------------------------------------
+    def on_reload(self, apply: Callable[[Network], None]) -> None:
+        """Register a part that takes a newly loaded config."""
+        self._reloaders.append(apply)
+
+    def reload(self) -> bool:
+        """Reload the config (SIGHUP): all or nothing; a bad file leaves the old one in force."""
+        try:
+            net = load_network(self.net.path)
+            machine = net.machine(self.machine.id)
+        except ConfigError as e:
+            self.reloads.labels("refused").inc()
+            self.record("config_refused", file=e.file, key=e.key, reason=e.reason)
+            return False
+        except KeyError:
+            self.reloads.labels("refused").inc()
+            self.record("config_refused", reason=f"machine {self.machine.id} is not in the new config")
+            return False
+        if machine != self.machine or net.ports != self.net.ports or net.state_dir != self.net.state_dir:
+            # addresses, ports and state move only with a restart; keep serving as we are
+            self.reloads.labels("refused").inc()
+            self.record("config_refused", reason="this machine's address, role, ports or state dir changed: restart")
+            return False
+        self.net = net
+        for apply in self._reloaders:
+            apply(net)
+        self.reloads.labels("applied").inc()
+        self.record("config_reloaded", customers=len(net.customers), machines=len(net.machines))
+        return True
 
     # readiness -------------------------------------------------------------------
     def not_ready(self, part: str, reason: str) -> None:
@@ -190,8 +222,11 @@ class Runtime:
                 sd_notify("WATCHDOG=1")
 
 
-def run(main: Callable[[], Awaitable[None]], *, fast_loop: bool = True) -> int:
-    """Run a daemon's main on uvloop (or the stock loop); SIGTERM/SIGINT end it cleanly."""
+def run(
+    main: Callable[[], Awaitable[None]], *, fast_loop: bool = True, reload: Callable[[], object] | None = None
+) -> int:
+    """Run a daemon's main on uvloop (or the stock loop); SIGTERM/SIGINT end it cleanly,
+    SIGHUP calls `reload`."""
     factory = None
     if fast_loop:
         import uvloop
@@ -208,6 +243,8 @@ def run(main: Callable[[], Awaitable[None]], *, fast_loop: bool = True) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop)
+        if reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, reload)
         try:
             loop.run_until_complete(task)
         except asyncio.CancelledError:

@@ -109,6 +109,9 @@ class Devnet:
         p.send_signal(sig)
         p.wait(10)
 
+    def signal(self, machine_id: str, sig: int) -> None:
+        self.procs[machine_id].send_signal(sig)
+
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM everything, then SIGKILL what is left after `grace` seconds."""
         for p in self.procs.values():

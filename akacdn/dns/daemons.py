@@ -17,6 +17,7 @@ from .toplevel import TopLevelZone
 
 async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, holder: MapHolder, heartbeat: bool) -> None:
     server = DnsServer(rt, zone.answer)  # registers its sockets as not ready yet
+    rt.on_reload(zone.configure)
     rt.not_ready("map", "no map yet (none on disk, none received)")
     if holder.load_last_known_good():
         rt.ready("map")

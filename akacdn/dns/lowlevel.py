@@ -20,18 +20,26 @@ from .zone import below, nodata, nxdomain, origin_labels, servfail, soa_rr
 
 class LowLevelZone:
     def __init__(self, net: Network) -> None:
+        self.low: LowMap | None = None
+        self._servers: dict[int, list[str]] = {}
+        self.configure(net)
+
+    def configure(self, net: Network) -> None:
+        """Take a (re)loaded config; the map in use stays."""
         self.net = net
         self.zone = f"{MAP_SUBZONE}.{net.base_domain}"
         self.origin = origin_labels(self.zone)
         self.ns_names = [f"n{i}{MAP_SUBZONE}.{net.base_domain}" for i in range(8)]
-        self.soa = soa_rr(self.zone, self.ns_names[0], net.ttl.negative, 1)
         self.serials = {c.serial for c in net.customers}
-        self.low: LowMap | None = None
-        self._servers: dict[int, list[str]] = {}
+        self._set_soa()
+
+    def _set_soa(self) -> None:
+        serial = self.low.version[1] if self.low else 1
+        self.soa = soa_rr(self.zone, self.ns_names[0], self.net.ttl.negative, serial)
 
     def use_map(self, low: LowMap) -> None:
         self.low = low
-        self.soa = soa_rr(self.zone, self.ns_names[0], self.net.ttl.negative, low.version[1])
+        self._set_soa()
         self._servers.clear()
 
     def servers_for(self, serial: int) -> list[str] | None:

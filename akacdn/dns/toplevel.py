@@ -24,6 +24,12 @@ MAP_SUBZONE = "g"
 
 class TopLevelZone:
     def __init__(self, net: Network) -> None:
+        self.top: TopMap | None = None
+        self._referrals: dict[str, list[str]] = {}  # client bucket -> 8 LLNS addresses
+        self.configure(net)
+
+    def configure(self, net: Network) -> None:
+        """Take a (re)loaded config; the map in use stays."""
         self.net = net
         self.base = net.base_domain
         self.origin = origin_labels(self.base)
@@ -31,8 +37,7 @@ class TopLevelZone:
         tlns = [m.address for m in net.by_role("tlns")]
         self.apex_ns = [(f"z{c}.{self.base}", tlns[i % len(tlns)]) for i, c in enumerate(NS_LETTERS)]
         self.soa = soa_rr(self.base, self.apex_ns[0][0], net.ttl.negative, 1)
-        self.top: TopMap | None = None
-        self._referrals: dict[str, list[str]] = {}  # client bucket -> 8 LLNS addresses
+        self._referrals.clear()
 
     def use_map(self, top: TopMap) -> None:
         self.top = top

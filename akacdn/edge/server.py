@@ -27,6 +27,7 @@ class Edge:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.customers = CustomerIndex(rt.net)
+        rt.on_reload(lambda net: setattr(self, "customers", CustomerIndex(net)))
         self.store = MemoryStore()
         self.via = f"1.1 {rt.machine.id} (akacdn)"
         self.fetcher = Fetcher(self.via)

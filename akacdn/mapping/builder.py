@@ -36,8 +36,13 @@ class Liveness:
     """Last-heard bookkeeping for the configured machines (time passed in)."""
 
     def __init__(self, net: Network) -> None:
-        self._known = {m.id: m for m in net.machines}
         self._heard: dict[str, tuple[float, Heartbeat]] = {}
+        self.configure(net)
+
+    def configure(self, net: Network) -> None:
+        """Take a (re)loaded config: machines no longer configured are forgotten."""
+        self._known = {m.id: m for m in net.machines}
+        self._heard = {k: v for k, v in self._heard.items() if k in self._known}
 
     def heard(self, sender: str, hb: Heartbeat, now: float) -> str | None:
         """Record a heartbeat; returns a refusal reason for one that does not match the config."""

@@ -44,6 +44,7 @@ class Center:
         self.term = next_term(rt)
         self.book = MapBook(self.term)
         self.liveness = Liveness(rt.net)
+        rt.on_reload(self.liveness.configure)
         self.live: set[str] = set()
         self.wake = asyncio.Event()
         self.signed: dict[str, bytes] = {}

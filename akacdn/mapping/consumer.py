@@ -24,6 +24,7 @@ class MapHolder(Generic[M]):
         self.key = key
         self.on_change = on_change
         self.keys = rt.net.mapper_keys()
+        rt.on_reload(lambda net: setattr(self, "keys", net.mapper_keys()))
         self.path = rt.state_dir / f"lkg-{key}.map"
         self.current: M | None = None
         self.accepted = rt.counter("akacdn_maps_accepted", "Maps accepted", ("map",))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from ..config import Network
 from ..runtime import Runtime
 from .envelope import SUBSCRIBE, Envelope, EnvelopeError, open_envelope, seal
 from .replay import ReplayGuard
@@ -37,14 +38,19 @@ class MessagingClient:
         self.rt = rt
         self.topics = topics
         self.on_message = on_message
-        self.key = rt.net.message_key
-        self.relays = [(m.address, rt.net.ports.messaging) for m in rt.net.by_role("relay")]
+        self.configure(rt.net)
+        rt.on_reload(self.configure)
         self.guard = ReplayGuard()
         self._seq = int(time.time() * 1e6)
         self._transport: asyncio.DatagramTransport | None = None
         self.received = rt.counter("akacdn_messages_received", "Messages accepted", ("topic",))
         self.dropped = rt.counter("akacdn_messages_dropped", "Messages refused", ("reason",))
         self.sent = rt.counter("akacdn_messages_sent", "Datagrams sent to relays", ("topic",))
+
+    def configure(self, net: Network) -> None:
+        """Take the message key and the relay list from a (re)loaded config."""
+        self.key = net.message_key
+        self.relays = [(m.address, net.ports.messaging) for m in net.by_role("relay")]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ class RelayProtocol(asyncio.DatagramProtocol):
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.key = rt.net.message_key
+        rt.on_reload(lambda net: setattr(self, "key", net.message_key))
         self.lease = rt.net.timing.subscribe_interval * 3
         self.table = SubscriptionTable()
         self.guard = ReplayGuard()

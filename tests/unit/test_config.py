@@ -253,7 +253,7 @@ def test_customers_file_with_invalid_toml(tmp_path: Path) -> None:
     assert "not valid TOML" in got.value.reason
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: invalid UTF-8 escapes load_network as UnicodeDecodeError (config.py _decode)")
+@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason="BUG: invalid UTF-8 escapes load_network as UnicodeDecodeError (config.py _decode)")
 def test_invalid_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "network.toml"
     path.write_bytes(b'base_domain = "caf\xe9.test"\n')
@@ -262,7 +262,7 @@ def test_invalid_utf8_is_a_config_error(tmp_path: Path) -> None:
     assert got.value.key == "$"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: odd-length message_key passes the regex, then bytes.fromhex raises ValueError")
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG: odd-length message_key passes the regex, then bytes.fromhex raises ValueError")
 def test_odd_length_message_key_is_a_config_error(tmp_path: Path) -> None:
     doc = copy.deepcopy(BASE_NETWORK)
     doc["keys"]["message_key"] = "a" * 33
@@ -311,7 +311,7 @@ def test_cli_accepts_good_file(good: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: odd-length message_key crashes the CLI with a traceback (config.py)")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: odd-length message_key crashes the CLI with a traceback (config.py)")
 def test_cli_refuses_odd_length_message_key_cleanly(tmp_path: Path) -> None:
     doc = copy.deepcopy(BASE_NETWORK)
     doc["keys"]["message_key"] = "a" * 33
