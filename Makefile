@@ -42,6 +42,8 @@ run: deps venv
 	$(BIN)/akacdn devnet
 
 test: deps venv
+	$(BIN)/ruff check akacdn tests
+	$(BIN)/ruff format --check akacdn tests
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-unit: venv

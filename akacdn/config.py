@@ -65,7 +65,8 @@ class Timing(_Strict):
 
 
 class Keys(_Strict):
-    message_key: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32,128}$")]
+    # 16 to 64 bytes, hex
+    message_key: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$")]
 
 
 class Region(_Strict):
@@ -147,7 +148,7 @@ def _decode(path: Path, data: bytes, typ: type) -> object:
             msg, _, where = msg.rpartition(" - at `")
             key = where.rstrip("`")
         raise ConfigError(path, key, msg) from None
-    except (msgspec.DecodeError, tomllib.TOMLDecodeError) as e:
+    except (msgspec.DecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(path, "$", f"not valid TOML: {e}") from None
 
 
@@ -225,8 +226,7 @@ def load_customers(path: str | Path) -> tuple[Customer, ...]:
     assert isinstance(cs, Customers)
     _check_customers(path, cs)
     return tuple(
-        msgspec.structs.replace(c, hostnames=[h.lower().rstrip(".") for h in c.hostnames])
-        for c in cs.customers
+        msgspec.structs.replace(c, hostnames=[h.lower().rstrip(".") for h in c.hostnames]) for c in cs.customers
     )
 
 
@@ -242,8 +242,7 @@ def load_network(path: str | Path) -> Network:
     if not state_dir.is_absolute():
         state_dir = path.parent / state_dir
     machines = tuple(
-        msgspec.structs.replace(m, key_file=str(path.parent / m.key_file)) if m.key_file else m
-        for m in f.machines
+        msgspec.structs.replace(m, key_file=str(path.parent / m.key_file)) if m.key_file else m for m in f.machines
     )
     return Network(
         path=str(path),

@@ -60,8 +60,15 @@ def machines(lay: Layout, mapper_pub: str) -> list[dict[str, object]]:
         out.append({"id": f"tlns{i}", "role": "tlns", "address": a})
     for i in (1, 2):
         out.append({"id": f"relay{i}", "role": "relay", "address": lay.addr(20, i)})
-    out.append({"id": "mc1", "role": "mapper", "address": lay.addr(30, 1), "public_key": mapper_pub,
-                "key_file": "keys/mc1.key"})
+    out.append(
+        {
+            "id": "mc1",
+            "role": "mapper",
+            "address": lay.addr(30, 1),
+            "public_key": mapper_pub,
+            "key_file": "keys/mc1.key",
+        }
+    )
     for r, region in enumerate(REGIONS, 1):
         out.append({"id": f"{region}-llns", "role": "llns", "region": region, "address": lay.llns(r)})
         for e in range(1, EDGES_PER_REGION + 1):

@@ -15,9 +15,7 @@ from .network import DEMO_HOST, DEMO_SERIAL, Layout
 
 
 def unbound_binary() -> str | None:
-    return shutil.which("unbound") or (
-        "/usr/sbin/unbound" if Path("/usr/sbin/unbound").exists() else None
-    )
+    return shutil.which("unbound") or ("/usr/sbin/unbound" if Path("/usr/sbin/unbound").exists() else None)
 
 
 def resolver_address(lay: Layout) -> str:

@@ -196,10 +196,13 @@ def hints(dn: Devnet) -> str:
     ]
     if dn.resolver:
         tries[:0] = [
-            (f"dig @{dn.resolver}{dport} www.demo.example", "through a real resolver (unbound): the customer's CNAME, the TLNS referral, the LLNS answer"),
             (
-                f"curl -si --resolve www.demo.example:{lay.http_port}:$(dig @{dn.resolver}{dport} +short "
-                f"www.demo.example | tail -1) http://www.demo.example{hport}/",
+                f"dig @{dn.resolver}{dport} www.demo.example",
+                "through a real resolver (unbound): the customer's CNAME, the TLNS referral, the LLNS answer",
+            ),
+            (
+                f"curl -si --resolve www.demo.example:{lay.http_port}:"
+                f"$(dig @{dn.resolver}{dport} +short www.demo.example | tail -1) http://www.demo.example{hport}/",
                 "fetch as a browser would",
             ),
         ]

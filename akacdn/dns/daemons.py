@@ -35,11 +35,14 @@ async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, holder: MapHold
             tg.create_task(rt.serve_management())
             tg.create_task(rt.watchdog())
             if heartbeat:
-                # an LLNS with no map cannot answer: it says so instead of claiming health
-                status = lambda _: (holder.current is not None, 0.0, "" if holder.current else "no map")
-                tg.create_task(send_heartbeats(rt, client, status))
+                tg.create_task(send_heartbeats(rt, client, lambda _: _llns_status(holder)))
     finally:
         client.close()
+
+
+def _llns_status(holder: MapHolder) -> tuple[bool, float, str]:
+    # an LLNS with no map cannot answer: it says so instead of claiming health
+    return holder.current is not None, 0.0, "" if holder.current else "no map"
 
 
 async def tlns_main(rt: Runtime) -> None:

@@ -65,8 +65,9 @@ class LowLevelZone:
                 rrs = [RR(self.zone, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in self.ns_names]
                 return Answer(RCODE.NOERROR, True, rrs, [], [], "answer")
             return nodata(self.soa)
-        if len(rel) == 1 and rel[0][:1] == b"a" and rel[0][1:].isdigit() and len(rel[0]) <= 7:
-            serial = int(rel[0][1:])
+        label = rel[0] if len(rel) == 1 else b""
+        if label[:1] == b"a" and label[1:].isdigit() and label[1:2] != b"0" and len(label) <= 7:
+            serial = int(label[1:])
             if serial in self.serials:
                 if qt not in (QTYPE.A, QTYPE.ANY):
                     return nodata(self.soa)

@@ -62,7 +62,7 @@ class TopLevelZone:
         ttl = self.net.ttl.referral
         names = [f"n{i}{MAP_SUBZONE}.{self.base}" for i in range(len(addrs))]
         ns = [RR(self.sub, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in names]
-        glue = [RR(n, QTYPE.A, ttl=ttl, rdata=A(a)) for n, a in zip(names, addrs)]
+        glue = [RR(n, QTYPE.A, ttl=ttl, rdata=A(a)) for n, a in zip(names, addrs, strict=False)]
         return ns, glue
 
     def answer(self, q: DNSQuestion, client: str) -> Answer:

@@ -1,7 +1,8 @@
 """Query validation and reply building around a pure answer function.
 
-Error contract: `respond(data, client, zone)` never raises. Undecodable bytes get
-FORMERR when a 12-byte header is there to answer to, and are dropped otherwise;
+Error contract: `respond(data, client, zone)` never raises. Undecodable bytes (and
+names dnslib reads but cannot write back) get FORMERR when a 12-byte header is there to
+answer to, and are dropped otherwise;
 responses (QR=1) are dropped, other opcodes get NOTIMP, anything but one question gets
 FORMERR, EDNS version > 0 gets BADVERS, and any unexpected exception in the answer
 logic becomes SERVFAIL (counted as "bug"). Every reply has AA per the zone, RA=0, RD
@@ -70,7 +71,16 @@ def _chaos(q: DNSQuestion, identity: str) -> Answer:
 
 
 def respond(data: bytes, client: str, answer: AnswerFn, identity: str, max_udp: int | None) -> Reply:
-    """Answer one wire-format query; `max_udp` is None over TCP."""
+    """Answer one wire-format query; `max_udp` is None over TCP. Never raises."""
+    try:
+        return _respond(data, client, answer, identity, max_udp)
+    except Exception:
+        # dnslib parses names it cannot write back (labels over 63 bytes, names over 255):
+        # the query was malformed after all
+        return Reply(_header_only(data, RCODE.FORMERR), "formerr")
+
+
+def _respond(data: bytes, client: str, answer: AnswerFn, identity: str, max_udp: int | None) -> Reply:
     try:
         req = DNSRecord.parse(data)
     except Exception:  # dnslib raises DNSError and others (IndexError, UnicodeError...)
@@ -85,14 +95,14 @@ def respond(data: bytes, client: str, answer: AnswerFn, identity: str, max_udp: 
         reply.add_ar(EDNS0(udp_len=EDNS_BUFFER))
     if h.opcode != 0:
         reply.header.rcode = RCODE.NOTIMP
-        return Reply(reply.pack(), "notimp")
+        return Reply(bytes(reply.pack()), "notimp")
     if len(req.questions) != 1:
         reply.header.rcode = RCODE.FORMERR
-        return Reply(reply.pack(), "formerr")
+        return Reply(bytes(reply.pack()), "formerr")
     if opt is not None and (opt.ttl >> 16) & 0xFF > 0:
         reply.ar = [EDNS0(udp_len=EDNS_BUFFER, ext_rcode=BADVERS >> 4)]
         reply.header.rcode = BADVERS & 0xF
-        return Reply(reply.pack(), "badvers")
+        return Reply(bytes(reply.pack()), "badvers")
     q = req.questions[0]
     try:
         if q.qclass == CLASS.CH:
@@ -108,12 +118,12 @@ def respond(data: bytes, client: str, answer: AnswerFn, identity: str, max_udp: 
     reply.rr = list(a.answer)
     reply.auth = list(a.authority)
     reply.ar = list(a.additional) + reply.ar
-    wire = reply.pack()
+    wire = bytes(reply.pack())
     if max_udp is not None:
         limit = max(512, min(opt.rclass, EDNS_BUFFER)) if opt is not None else 512
         if len(wire) > limit:
             reply.rr, reply.auth = [], []
             reply.ar = [EDNS0(udp_len=EDNS_BUFFER)] if opt is not None else []
             reply.header.tc = 1
-            wire = reply.pack()
+            wire = bytes(reply.pack())
     return Reply(wire, a.kind)

@@ -7,7 +7,9 @@ only final statuses that are cacheable by default are stored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
 CACHEABLE_STATUS = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 
@@ -37,17 +39,27 @@ def cache_control(value: str) -> dict[str, str]:
     return out
 
 
+def _pairs(headers: Headers) -> Iterable[tuple[str, str]]:
+    return headers.items() if isinstance(headers, Mapping) else headers
+
+
+def field(headers: Headers, name: str) -> str:
+    """All lines of one header field as one list value (RFC 9110 5.3), name case-insensitive."""
+    name = name.lower()
+    return ", ".join(v for k, v in _pairs(headers) if k.lower() == name)
+
+
 def _seconds(value: str | None) -> int | None:
     if value is None or not value.isdigit():
         return None
     return int(value)
 
 
-def freshness(status: int, headers: Mapping[str, str], default_ttl: int) -> int | None:
+def freshness(status: int, headers: Headers, default_ttl: int) -> int | None:
     """Seconds the response stays fresh, or None when it must not be stored."""
     if status not in CACHEABLE_STATUS:
         return None
-    cc = cache_control(headers.get("Cache-Control", ""))
+    cc = cache_control(field(headers, "cache-control"))
     if "no-store" in cc or "private" in cc:
         return None
     for directive in ("s-maxage", "max-age"):
@@ -57,7 +69,8 @@ def freshness(status: int, headers: Mapping[str, str], default_ttl: int) -> int 
     return default_ttl
 
 
-def end_to_end(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+def end_to_end(headers: Headers) -> list[tuple[str, str]]:
     """The headers a proxy passes on: everything but hop-by-hop ones (RFC 9110 7.6.1)."""
-    named = {h.strip().lower() for h in headers.get("Connection", "").split(",")}
-    return [(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named]
+    pairs = list(_pairs(headers))
+    named = {h.strip().lower() for h in field(pairs, "connection").split(",")}
+    return [(k, v) for k, v in pairs if k.lower() not in HOP_BY_HOP and k.lower() not in named]

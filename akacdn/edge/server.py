@@ -92,7 +92,7 @@ class Edge:
             self.requests.labels("origin_error").inc()
             return web.Response(status=502, text="akacdn: origin unreachable\n", headers={"X-Cache": "MISS"})
         fetched = CachedObject(got.status, got.headers, got.body, time.time(), 0)
-        ttl = freshness(got.status, dict(got.headers), customer.default_ttl)
+        ttl = freshness(got.status, got.headers, customer.default_ttl)
         if ttl is not None and ttl > 0:
             fetched.ttl = ttl
             self.store.put(key, fetched)

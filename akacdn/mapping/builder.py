@@ -55,16 +55,12 @@ class Liveness:
         return None
 
     def live(self, now: float, dead_after: float) -> dict[str, Heartbeat]:
-        return {
-            mid: hb for mid, (t, hb) in self._heard.items() if now - t <= dead_after and hb.healthy
-        }
+        return {mid: hb for mid, (t, hb) in self._heard.items() if now - t <= dead_after and hb.healthy}
 
 
 def build(net: Network, live: dict[str, Heartbeat], made_at: float) -> tuple[TopMap | None, list[LowMap]]:
     """Maps for the current live set, unversioned (version (0, 0))."""
-    nameservers = tuple(
-        NameServer(m.id, m.region, m.address) for m in net.by_role("llns") if m.id in live
-    )
+    nameservers = tuple(NameServer(m.id, m.region, m.address) for m in net.by_role("llns") if m.id in live)
     top = TopMap((0, 0), made_at, nameservers) if nameservers else None
     edges: dict[str, list[Server]] = {r.id: [] for r in net.regions}
     for m in net.by_role("edge"):

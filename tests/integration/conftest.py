@@ -38,7 +38,9 @@ def dig(server: str, port: int, name: str, qtype: str = "A", *opts: str) -> Dig:
     """Run the real dig and parse its sections."""
     out = subprocess.run(
         ["dig", f"@{server}", "-p", str(port), name, qtype, "+tries=1", "+time=2", *opts],
-        capture_output=True, text=True, timeout=15,
+        capture_output=True,
+        text=True,
+        timeout=15,
     ).stdout
     m = re.search(r"status: (\w+)", out)
     f = re.search(r";; flags: ([^;]*);", out)
@@ -62,9 +64,7 @@ def dig(server: str, port: int, name: str, qtype: str = "A", *opts: str) -> Dig:
 
 def curl(url: str, *opts: str) -> tuple[int, dict[str, str], bytes]:
     """Run the real curl; returns (status, headers lower-cased, body)."""
-    p = subprocess.run(
-        ["curl", "-s", "-D", "-", "--max-time", "10", *opts, url], capture_output=True, timeout=20
-    )
+    p = subprocess.run(["curl", "-s", "-D", "-", "--max-time", "10", *opts, url], capture_output=True, timeout=20)
     head, _, body = p.stdout.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0

@@ -63,7 +63,7 @@ def test_nameservers_survive_garbage_over_udp_and_tcp(devnet: Devnet) -> None:
     lay = devnet.layout
     rnd = __import__("random").Random(7)
     for addr in (lay.tlns[0], lay.llns(1)):
-        for n in range(300):
+        for _ in range(300):
             size = rnd.choice([0, 1, 11, 12, 13, 17, 40, 300, 600])
             send_udp(addr, lay.dns_port, bytes(rnd.getrandbits(8) for _ in range(size)))
         with socket.create_connection((addr, lay.dns_port), timeout=5) as s:

@@ -36,7 +36,7 @@ def test_sighup_adds_a_customer_and_refuses_a_bad_file(devnet: Devnet) -> None:
     customers.write_text(good + NEW_CUSTOMER.format(origin=lay.origin, port=lay.http_port))
     for m in ("r1-llns", "r1-e1"):
         devnet.signal(m, signal.SIGHUP)
-        wait_for(lambda: events(devnet, m, "config_reloaded"), 10, f"{m} to reload")
+        wait_for(lambda m=m: events(devnet, m, "config_reloaded"), 10, f"{m} to reload")
 
     d = dig(llns, lay.dns_port, name)
     assert d.status == "NOERROR" and len(d.addresses()) == 2
@@ -46,7 +46,7 @@ def test_sighup_adds_a_customer_and_refuses_a_bad_file(devnet: Devnet) -> None:
     customers.write_text(good + "[[customers]]\nname = 'BAD NAME'\n")
     for m in ("r1-llns", "r1-e1"):
         devnet.signal(m, signal.SIGHUP)
-        refused = wait_for(lambda: events(devnet, m, "config_refused"), 10, f"{m} to refuse the file")
+        refused = wait_for(lambda m=m: events(devnet, m, "config_refused"), 10, f"{m} to refuse the file")
         assert refused[0]["key"].startswith("$.customers[1]"), refused  # type: ignore[index]
     # the last good config stays in force
     assert dig(llns, lay.dns_port, name).status == "NOERROR"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from akacdn.devnet.network import BASE_DOMAIN, DEMO_HOST, REGIONS
+from akacdn.devnet.network import BASE_DOMAIN, DEMO_HOST
 from akacdn.devnet.supervisor import Devnet, http_get
 
 from .conftest import curl, dig, wait_for
@@ -130,7 +130,7 @@ def test_dns_answers_from_last_map_without_mapping_center(devnet: Devnet) -> Non
     for machine in ("tlns1", "r1-llns"):
         devnet.kill(machine, signal.SIGTERM)
         devnet.start_machine(machine)
-        wait_for(lambda: devnet.ready(machine), 20, f"{machine} ready from its last known good map")
+        wait_for(lambda machine=machine: devnet.ready(machine), 20, f"{machine} ready from its last known good map")
         _, events = devnet.management(machine, "/events")
         assert any(e["event"] == "map_accepted" and e["source"] == "disk" for e in json.loads(events))
     assert sorted(v for *_, v in dig(t1, lay.dns_port, NAME, "A", "+norec").additional) == referral

@@ -123,10 +123,13 @@ NETWORK_CASES: list[tuple[str, Mutate, str, str]] = [
     ("bad-ip", _set("machines.3.address", "127.0.0.300"), "$.machines[3].address", "is not an IP address"),
     ("hostname-not-ip", _set("machines.3.address", "llns.example"), "$.machines[3].address", "not an IP address"),
     ("duplicate-machine-id", _set("machines.5.id", "r1-e1"), "$.machines[5].id", "duplicate machine 'r1-e1'"),
-    ("duplicate-address", _set("machines.5.address", "127.0.1.11"), "$.machines[5].address",
-     "used by another machine"),
-    ("duplicate-address-v6", lambda d: (_set("machines.4.address", "::1")(d), _set("machines.5.address", "0::1")(d)),
-     "$.machines[5].address", "used by another machine"),
+    ("duplicate-address", _set("machines.5.address", "127.0.1.11"), "$.machines[5].address", "used by another machine"),
+    (
+        "duplicate-address-v6",
+        lambda d: (_set("machines.4.address", "::1")(d), _set("machines.5.address", "0::1")(d)),
+        "$.machines[5].address",
+        "used by another machine",
+    ),
     ("duplicate-region", _set("regions.1.id", "r1"), "$.regions[1].id", "duplicate region 'r1'"),
     ("unknown-region", _set("machines.4.region", "r9"), "$.machines[4].region", "unknown region 'r9'"),
     ("edge-without-region", _delete("machines.4.region"), "$.machines[4].region", "unknown region ''"),
@@ -173,18 +176,32 @@ CUSTOMER_CASES: list[tuple[str, Mutate, str, str]] = [
     ("duplicate-serial", _set("customers.1.serial", 1), "$.customers[1].serial", "serial 1 is used by another"),
     ("duplicate-name", _set("customers.1.name", "alpha"), "$.customers[1].name", "duplicate customer 'alpha'"),
     ("duplicate-hostname", _dup_hostname, "$.customers[1].hostnames[1]", "belongs to another customer"),
-    ("bad-hostname", _set("customers.0.hostnames", ["ok.example", "bad_host.example"]),
-     "$.customers[0].hostnames[1]", "not a valid domain name"),
-    ("origin-ftp", _set("customers.0.origin", "ftp://origin.example"), "$.customers[0].origin",
-     "is not an http(s)://host[:port] URL"),
-    ("origin-with-path", _set("customers.0.origin", "http://origin.example/path"), "$.customers[0].origin",
-     "http(s)://host[:port]"),
+    (
+        "bad-hostname",
+        _set("customers.0.hostnames", ["ok.example", "bad_host.example"]),
+        "$.customers[0].hostnames[1]",
+        "not a valid domain name",
+    ),
+    (
+        "origin-ftp",
+        _set("customers.0.origin", "ftp://origin.example"),
+        "$.customers[0].origin",
+        "is not an http(s)://host[:port] URL",
+    ),
+    (
+        "origin-with-path",
+        _set("customers.0.origin", "http://origin.example/path"),
+        "$.customers[0].origin",
+        "http(s)://host[:port]",
+    ),
     ("origin-no-scheme", _set("customers.0.origin", "origin.example"), "$.customers[0].origin", "http(s)://"),
     ("origin-empty-host", _set("customers.0.origin", "http://"), "$.customers[0].origin", "http(s)://"),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "key", "reason"), [c[1:] for c in CUSTOMER_CASES], ids=[c[0] for c in CUSTOMER_CASES])
+@pytest.mark.parametrize(
+    ("mutate", "key", "reason"), [c[1:] for c in CUSTOMER_CASES], ids=[c[0] for c in CUSTOMER_CASES]
+)
 def test_bad_customers_file_is_refused(tmp_path: Path, mutate: Mutate, key: str, reason: str) -> None:
     doc = copy.deepcopy(BASE_CUSTOMERS)
     mutate(doc)
@@ -253,7 +270,6 @@ def test_customers_file_with_invalid_toml(tmp_path: Path) -> None:
     assert "not valid TOML" in got.value.reason
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason="BUG: invalid UTF-8 escapes load_network as UnicodeDecodeError (config.py _decode)")
 def test_invalid_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "network.toml"
     path.write_bytes(b'base_domain = "caf\xe9.test"\n')
@@ -262,7 +278,6 @@ def test_invalid_utf8_is_a_config_error(tmp_path: Path) -> None:
     assert got.value.key == "$"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG: odd-length message_key passes the regex, then bytes.fromhex raises ValueError")
 def test_odd_length_message_key_is_a_config_error(tmp_path: Path) -> None:
     doc = copy.deepcopy(BASE_NETWORK)
     doc["keys"]["message_key"] = "a" * 33
@@ -276,9 +291,7 @@ def test_odd_length_message_key_is_a_config_error(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "akacdn", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "akacdn", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def _commands(path: Path) -> list[list[str]]:
@@ -311,7 +324,6 @@ def test_cli_accepts_good_file(good: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: odd-length message_key crashes the CLI with a traceback (config.py)")
 def test_cli_refuses_odd_length_message_key_cleanly(tmp_path: Path) -> None:
     doc = copy.deepcopy(BASE_NETWORK)
     doc["keys"]["message_key"] = "a" * 33

@@ -118,8 +118,10 @@ def test_unhealthy_or_silent_machines_are_left_out_via_liveness(net: Network) ->
         # two live edges are enough: no spill
         (("r2-e3",), {"r2": ["r2-e1", "r2-e2"]}),
         # only one edge in the whole network: every region hands it out
-        (tuple(f"{r}-e{i}" for r in ("r1", "r2", "r3") for i in (1, 2, 3) if (r, i) != ("r3", 2)),
-         {"r1": ["r3-e2"], "r2": ["r3-e2"], "r3": ["r3-e2"]}),
+        (
+            tuple(f"{r}-e{i}" for r in ("r1", "r2", "r3") for i in (1, 2, 3) if (r, i) != ("r3", 2)),
+            {"r1": ["r3-e2"], "r2": ["r3-e2"], "r3": ["r3-e2"]},
+        ),
     ],
     ids=["one-left", "none-left", "two-left", "one-in-network"],
 )
@@ -276,7 +278,7 @@ def test_tampered_signature_is_refused(signed_low: tuple[dict[str, bytes], bytes
     assert got.value.reason == "bad_signature"
 
 
-def test_other_key_under_known_signer_is_refused(net: Network, signed_low: tuple[dict[str, bytes], bytes, LowMap]) -> None:
+def test_other_key_under_known_signer_is_refused(signed_low: tuple[dict[str, bytes], bytes, LowMap]) -> None:
     keys, _, low = signed_low
     forged = sign(Ed25519PrivateKey.generate(), "mc1", low)
     with pytest.raises(MapError) as got:
@@ -294,7 +296,9 @@ def test_unknown_signer_is_refused(signed_low: tuple[dict[str, bytes], bytes, Lo
     assert got.value.reason == "unknown_signer"
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00", b"garbage!", b"\x93\x01\x02\x03", msgspec.msgpack.encode(["mc1", "x", 1])])
+@pytest.mark.parametrize(
+    "data", [b"", b"\x00", b"garbage!", b"\x93\x01\x02\x03", msgspec.msgpack.encode(["mc1", "x", 1])]
+)
 def test_garbage_is_malformed(net: Network, data: bytes) -> None:
     with pytest.raises(MapError) as got:
         verify(net.mapper_keys(), data)
@@ -366,8 +370,11 @@ def test_removing_servers_moves_only_their_serials(serial: int, n: int, data: st
 
 
 def test_capacity_weighting_shifts_share() -> None:
-    servers = [Server("small1", "r1", "10.0.0.1", 100), Server("small2", "r1", "10.0.0.2", 100),
-               Server("big", "r1", "10.0.0.3", 200)]
+    servers = [
+        Server("small1", "r1", "10.0.0.1", 100),
+        Server("small2", "r1", "10.0.0.2", 100),
+        Server("big", "r1", "10.0.0.3", 200),
+    ]
     first = Counter(servers_for_serial(serial, servers, n=1)[0].machine for serial in range(1, 4001))
     # expected shares 1/4, 1/4, 1/2 of 4000; the bounds are generous (deterministic hashing)
     assert 1700 < first["big"] < 2300

@@ -44,8 +44,11 @@ def _reason(key: bytes, data: bytes) -> str:
     return got.value.reason
 
 
-@pytest.mark.parametrize("where", [0, TAG - 1, TAG, TAG + 5, -1], ids=["tag-first", "tag-last", "payload-first",
-                                                                       "payload-mid", "payload-last"])
+@pytest.mark.parametrize(
+    "where",
+    [0, TAG - 1, TAG, TAG + 5, -1],
+    ids=["tag-first", "tag-last", "payload-first", "payload-mid", "payload-last"],
+)
 def test_flipped_byte_is_bad_mac(where: int) -> None:
     data = bytearray(seal(KEY, ENV))
     data[where] ^= 0x01

@@ -60,7 +60,9 @@ def test_daemon_says_ready_to_systemd_only_once_its_socket_is_bound(tmp_path: Pa
         env = dict(os.environ, NOTIFY_SOCKET=str(sock))
         p = subprocess.Popen(
             [sys.executable, "-m", "akacdn", "relay", "--config", str(cfg), "--machine", "relay1"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         try:
             assert s.recv(100).startswith(b"READY=1")
