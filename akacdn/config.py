@@ -64,6 +64,22 @@ class Timing(_Strict):
     subscribe_interval: Seconds = 2.0
 
 
+class DnsSettings(_Strict):
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1  # processes on SO_REUSEPORT
+    rrl_rate: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100  # per client prefix and answer; 0 = off
+    rrl_slip: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2  # every Nth limited reply goes out truncated
+    tcp_idle: Seconds = 10.0
+    tcp_max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    nsid: str = ""  # default: the machine id
+
+
+class ClientNetwork(_Strict):
+    """A client network and the region that serves it best (from measurement or operator)."""
+
+    prefix: str
+    region: str
+
+
 class Keys(_Strict):
     # 16 to 64 bytes, hex
     message_key: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$")]
@@ -72,12 +88,14 @@ class Keys(_Strict):
 class Region(_Strict):
     id: Ident
     description: str = ""
+    fallback: list[str] = []  # regions to serve from, in order, when this one cannot
 
 
 class Machine(_Strict):
     id: Ident
     role: Role
     address: str
+    address6: str = ""  # edge: IPv6 service address, answered as AAAA
     region: str = ""
     capacity: PositiveInt = 100
     public_key: str = ""  # mapper: Ed25519 public key, hex
@@ -104,8 +122,11 @@ class NetworkFile(_Strict):
     ports: Ports = Ports()
     ttl: TTLs = TTLs()
     timing: Timing = Timing()
+    dns: DnsSettings = DnsSettings()
+    map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
+    client_networks: list[ClientNetwork] = []
 
 
 class Network(msgspec.Struct, frozen=True):
@@ -117,6 +138,9 @@ class Network(msgspec.Struct, frozen=True):
     ports: Ports
     ttl: TTLs
     timing: Timing
+    dns: DnsSettings
+    map_subzones: tuple[str, ...]
+    client_networks: tuple[ClientNetwork, ...]
     message_key: bytes
     regions: tuple[Region, ...]
     machines: tuple[Machine, ...]
@@ -174,6 +198,22 @@ def _check_network(path: Path, f: NetworkFile) -> None:
         if r.id in regions:
             raise ConfigError(path, f"$.regions[{i}].id", f"duplicate region {r.id!r}")
         regions.add(r.id)
+    for i, r in enumerate(f.regions):
+        for j, other in enumerate(r.fallback):
+            if other not in regions or other == r.id:
+                raise ConfigError(path, f"$.regions[{i}].fallback[{j}]", f"{other!r} is not another region")
+    for i, sub in enumerate(f.map_subzones):
+        if not _LABEL.match(sub) or sub in ("whoami",) or re.fullmatch(r"z[a-h]|n\d.*", sub):
+            raise ConfigError(path, f"$.map_subzones[{i}]", f"{sub!r} is not a usable subzone label")
+    if len(set(f.map_subzones)) != len(f.map_subzones) or not f.map_subzones:
+        raise ConfigError(path, "$.map_subzones", "must list distinct labels, at least one")
+    for i, c in enumerate(f.client_networks):
+        try:
+            ipaddress.ip_network(c.prefix, strict=False)
+        except ValueError:
+            raise ConfigError(path, f"$.client_networks[{i}].prefix", f"{c.prefix!r} is not a network") from None
+        if c.region not in regions:
+            raise ConfigError(path, f"$.client_networks[{i}].region", f"unknown region {c.region!r}")
     ids, endpoints = set(), set()
     for i, m in enumerate(f.machines):
         at = f"$.machines[{i}]"
@@ -187,6 +227,14 @@ def _check_network(path: Path, f: NetworkFile) -> None:
         if addr in endpoints:
             raise ConfigError(path, f"{at}.address", f"{m.address} is used by another machine")
         endpoints.add(addr)
+        if m.address6:
+            try:
+                addr6 = ipaddress.IPv6Address(m.address6)
+            except ValueError:
+                raise ConfigError(path, f"{at}.address6", f"{m.address6!r} is not an IPv6 address") from None
+            if addr6 in endpoints:
+                raise ConfigError(path, f"{at}.address6", f"{m.address6} is used by another machine")
+            endpoints.add(addr6)
         if m.role in ("edge", "llns"):
             if m.region not in regions:
                 raise ConfigError(path, f"{at}.region", f"unknown region {m.region!r}")
@@ -251,6 +299,12 @@ def load_network(path: str | Path) -> Network:
         ports=f.ports,
         ttl=f.ttl,
         timing=f.timing,
+        dns=f.dns,
+        map_subzones=tuple(f.map_subzones),
+        client_networks=tuple(
+            msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))
+            for c in f.client_networks
+        ),
         message_key=bytes.fromhex(f.keys.message_key),
         regions=tuple(f.regions),
         machines=machines,

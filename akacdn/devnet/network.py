@@ -103,7 +103,10 @@ def write_config(directory: Path, lay: Layout) -> Path:
         "ports": {"dns": lay.dns_port, "http": lay.http_port, "messaging": 7400, "management": 9400},
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},
-        "regions": [{"id": r} for r in REGIONS],
+        "dns": {"workers": 1, "rrl_rate": 50, "rrl_slip": 2},
+        "regions": [{"id": r, "fallback": [x for x in REGIONS if x != r]} for r in REGIONS],
+        # lab client networks and the region that serves each best (what ECS queries map by)
+        "client_networks": [{"prefix": f"198.18.{i}.0/24", "region": r} for i, r in enumerate(REGIONS, 1)],
         "machines": machines(lay, pub.hex()),
     }
     customers = {

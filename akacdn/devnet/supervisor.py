@@ -103,6 +103,7 @@ class Devnet:
         if self.unbound:
             self.start_resolver()
         self.wait_ready([m.id for m in self.net.machines], timeout)
+        self.wait_converged(timeout)
 
     def kill(self, machine_id: str, sig: int = signal.SIGKILL) -> None:
         p = self.procs.pop(machine_id)
@@ -159,6 +160,26 @@ class Devnet:
         while self.resolver and dns_query(self.resolver, self.layout.dns_port, "localhost", timeout=0.3) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError("resolver (unbound) not answering")
+            time.sleep(0.1)
+
+    def wait_converged(self, timeout: float) -> None:
+        """Wait until the mapping center sees every machine live and every nameserver
+        holds its newest maps (so answers are stable from the first query)."""
+        deadline = time.monotonic() + timeout
+        mapper = self.net.by_role("mapper")[0].id
+        want = {"edge": len(self.net.by_role("edge")), "llns": len(self.net.by_role("llns"))}
+        consumers = [(m.id, "top") for m in self.net.by_role("tlns")]
+        consumers += [(m.id, "low") for m in self.net.by_role("llns")]
+
+        def converged() -> bool:
+            if any(self.metric(mapper, "akacdn_live_machines", role=r) != n for r, n in want.items()):
+                return False
+            built = {k: self.metric(mapper, "akacdn_map_built_seq", map=k) for k in ("top", "low")}
+            return all(self.metric(m, "akacdn_map_version_seq", map=k) == built[k] for m, k in consumers)
+
+        while not converged():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the network did not converge on one map")
             time.sleep(0.1)
 
     def metric(self, machine_id: str, name: str, **labels: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ..mapping.consumer import MapHolder
-from ..mapping.maps import LowMap, TopMap
+from ..mapping.maps import AnyMap, LowMap, TopMap
 from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
@@ -15,9 +15,20 @@ from .server import DnsServer
 from .toplevel import TopLevelZone
 
 
-async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, holder: MapHolder, heartbeat: bool) -> None:
+async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, kind: type[AnyMap], heartbeat: bool) -> None:
     server = DnsServer(rt, zone.answer)  # registers its sockets as not ready yet
-    rt.on_reload(zone.configure)
+
+    def use_map(m: AnyMap) -> None:
+        zone.use_map(m)  # type: ignore[arg-type]
+        server.map_changed()
+
+    holder: MapHolder[AnyMap] = MapHolder(rt, kind, "top" if kind is TopMap else "low", use_map)
+
+    def reconfigure(net: object) -> None:
+        zone.configure(rt.net)
+        server.map_changed()
+
+    rt.on_reload(reconfigure)
     rt.not_ready("map", "no map yet (none on disk, none received)")
     if holder.load_last_known_good():
         rt.ready("map")
@@ -40,17 +51,14 @@ async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, holder: MapHold
         client.close()
 
 
-def _llns_status(holder: MapHolder) -> tuple[bool, float, str]:
+def _llns_status(holder: MapHolder[AnyMap]) -> tuple[bool, float, str]:
     # an LLNS with no map cannot answer: it says so instead of claiming health
     return holder.current is not None, 0.0, "" if holder.current else "no map"
 
 
 async def tlns_main(rt: Runtime) -> None:
-    zone = TopLevelZone(rt.net)
-    await _serve(rt, zone, MapHolder(rt, TopMap, "top", zone.use_map), heartbeat=False)
+    await _serve(rt, TopLevelZone(rt.net), TopMap, heartbeat=False)
 
 
 async def llns_main(rt: Runtime) -> None:
-    zone = LowLevelZone(rt.net)
-    holder = MapHolder(rt, LowMap, f"low.{rt.machine.region}", zone.use_map)
-    await _serve(rt, zone, holder, heartbeat=True)
+    await _serve(rt, LowLevelZone(rt.net, rt.machine.region), LowMap, heartbeat=True)

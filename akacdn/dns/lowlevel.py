@@ -1,80 +1,141 @@
-"""LLNS answers (pure): the map subzone `g.<base>`.
+"""LLNS answers (pure): the map subzones `<s>.<base>` (default `g`).
 
-`aNNN.g.<base> A` answers the two servers that carry serial NNN in this LLNS's low-level
-map (its own region's live edges, or a spill region's when its own is down), TTL 20 s.
-Serials not configured are NXDOMAIN. The apex has SOA and NS (n0g..n7g, served with
-glue by the TLNS). Answers are cached per serial until the next map arrives.
+`aNNN.<s>.<base> A` (AAAA when the edges have IPv6) answers the two servers that carry
+serial NNN in the best serving region for the client, TTL 20 s by default:
+
+* the region the low-level map's client routes name for the client (the ECS subnet
+  when sent, else the resolver), else this LLNS's own region;
+* when that region is not serving (down, or fewer than 2 live edges), the next serving
+  region of its configured fallback order, then this LLNS's own region, then any
+  serving region (by id); as a last resort any region with a live edge.
+
+Serials not configured are NXDOMAIN. Each subzone apex has SOA and NS (n0<s>..n7<s>,
+whose addresses the TLNS serves). `whoami.<s>.<base>` answers the asking address.
+Answers are cached per (region, serial) until the next map arrives.
 """
 
 from __future__ import annotations
 
-from dnslib import NS, QTYPE, RCODE, RR, A, DNSQuestion
+from dnslib import AAAA, NS, QTYPE, RCODE, RR, A, DNSQuestion
 
 from ..config import Network
 from ..mapping.assign import servers_for_serial
-from ..mapping.maps import LowMap
-from .toplevel import MAP_SUBZONE
-from .wire import Answer, refused
-from .zone import below, nodata, nxdomain, origin_labels, servfail, soa_rr
+from ..mapping.maps import LowMap, Server
+from ..mapping.routing import ClientRoutes
+from .toplevel import ns_names, whoami
+from .wire import Answer, Client, refused
+from .zone import below, nodata, nxdomain, origin_labels, scope_for, servfail, soa_rr
 
 
 class LowLevelZone:
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: Network, region: str) -> None:
+        self.region = region
         self.low: LowMap | None = None
-        self._servers: dict[int, list[str]] = {}
+        self.routes = ClientRoutes(())
+        self._servers: dict[tuple[str, int], list[Server]] = {}
+        self._orders: dict[str, list[str]] = {}
         self.configure(net)
 
     def configure(self, net: Network) -> None:
         """Take a (re)loaded config; the map in use stays."""
         self.net = net
-        self.zone = f"{MAP_SUBZONE}.{net.base_domain}"
-        self.origin = origin_labels(self.zone)
-        self.ns_names = [f"n{i}{MAP_SUBZONE}.{net.base_domain}" for i in range(8)]
+        self.zones = {sub: origin_labels(f"{sub}.{net.base_domain}") for sub in net.map_subzones}
+        self.ns = {sub: ns_names(sub, net.base_domain) for sub in net.map_subzones}
         self.serials = {c.serial for c in net.customers}
+        self.fallback = {r.id: list(r.fallback) for r in net.regions}
         self._set_soa()
+        self._orders.clear()
+        self._servers.clear()
 
     def _set_soa(self) -> None:
         serial = self.low.version[1] if self.low else 1
-        self.soa = soa_rr(self.zone, self.ns_names[0], self.net.ttl.negative, serial)
+        self.soas = {
+            sub: soa_rr(f"{sub}.{self.net.base_domain}", self.ns[sub][0], self.net.ttl.negative, serial)
+            for sub in self.zones
+        }
 
     def use_map(self, low: LowMap) -> None:
         self.low = low
+        self.routes = ClientRoutes(low.clients)
         self._set_soa()
         self._servers.clear()
+        self._orders.clear()
 
-    def servers_for(self, serial: int) -> list[str] | None:
-        """Addresses of the servers that carry a serial (None before any map)."""
-        if self.low is None:
-            return None
-        got = self._servers.get(serial)
+    def _order(self, target: str) -> list[str]:
+        """Regions to try for clients whose best region is `target`, best first."""
+        got = self._orders.get(target)
         if got is None:
-            got = [s.address for s in servers_for_serial(serial, self.low.servers)]
-            self._servers[serial] = got
+            assert self.low is not None
+            serving = {r.region for r in self.low.regions if r.serving}
+            seq = [target, *self.fallback.get(target, []), self.region, *sorted(serving)]
+            got = list(dict.fromkeys(r for r in seq if r in serving))
+            if not got:  # nothing fully serving: anything with a live edge
+                got = [r.region for r in self.low.regions if r.servers]
+            self._orders[target] = got
         return got
 
-    def answer(self, q: DNSQuestion, client: str) -> Answer:
-        rel = below(q.qname, self.origin)
-        if rel is None:
-            return refused()
-        qt = q.qtype
+    def servers_for(self, serial: int, client: Client) -> tuple[list[Server], bool]:
+        """The servers carrying `serial` for this client, and whether the choice used client routes."""
+        assert self.low is not None
+        target, routed = self.region, False
+        if not self.routes.empty:
+            region, _ = self.routes.region_for(client.address())
+            routed = True
+            if region is not None:
+                target = region
+        order = self._order(target)
+        if not order:
+            return [], routed
+        region = order[0]
+        got = self._servers.get((region, serial))
+        if got is None:
+            pool = next(r.servers for r in self.low.regions if r.region == region)
+            got = servers_for_serial(serial, pool)
+            self._servers[(region, serial)] = got
+        return got, routed
+
+    def answer(self, q: DNSQuestion, client: Client) -> Answer:
+        for sub, origin in self.zones.items():
+            rel = below(q.qname, origin)
+            if rel is not None:
+                return self._in_zone(sub, rel, q, client)
+        return refused()
+
+    def _in_zone(self, sub: str, rel: tuple[bytes, ...], q: DNSQuestion, client: Client) -> Answer:
+        qt, soa = q.qtype, self.soas[sub]
         if rel == ():
-            if qt == QTYPE.SOA:
-                return Answer(RCODE.NOERROR, True, [self.soa], [], [], "answer")
+            if qt in (QTYPE.SOA, QTYPE.ANY):  # RFC 8482: one RRset for ANY
+                return Answer(RCODE.NOERROR, True, [soa], [], [], "answer")
             if qt == QTYPE.NS:
-                ttl = self.net.ttl.referral
-                rrs = [RR(self.zone, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in self.ns_names]
+                ttl, zone = self.net.ttl.referral, f"{sub}.{self.net.base_domain}"
+                rrs = [RR(zone, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in self.ns[sub]]
                 return Answer(RCODE.NOERROR, True, rrs, [], [], "answer")
-            return nodata(self.soa)
+            return nodata(soa)
         label = rel[0] if len(rel) == 1 else b""
+        if label == b"whoami":
+            return whoami(q, client, soa)
         if label[:1] == b"a" and label[1:].isdigit() and label[1:2] != b"0" and len(label) <= 7:
             serial = int(label[1:])
             if serial in self.serials:
-                if qt not in (QTYPE.A, QTYPE.ANY):
-                    return nodata(self.soa)
-                addrs = self.servers_for(serial)
-                if not addrs:
-                    return servfail("no_map")
-                ttl = self.net.ttl.answer
-                rrs = [RR(q.qname, QTYPE.A, ttl=ttl, rdata=A(a)) for a in addrs]
-                return Answer(RCODE.NOERROR, True, rrs, [], [], "answer")
-        return nxdomain(self.soa)
+                return self._serial(serial, q, client, soa)
+        return nxdomain(soa)
+
+    def _serial(self, serial: int, q: DNSQuestion, client: Client, soa: RR) -> Answer:
+        if self.low is None:
+            return servfail("no_map")
+        qt = q.qtype
+        if qt not in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
+            return nodata(soa)
+        servers, routed = self.servers_for(serial, client)
+        if not servers:
+            return servfail("no_servers")
+        scope = scope_for(client, 24) if routed else 0
+        varies = "bucket" if routed and client.subnet is None else "none"
+        ttl = self.net.ttl.answer
+        if qt == QTYPE.AAAA:
+            rrs = [RR(q.qname, QTYPE.AAAA, ttl=ttl, rdata=AAAA(s.address6)) for s in servers if s.address6]
+        else:  # A, and ANY answered with the A RRset alone (RFC 8482)
+            rrs = [RR(q.qname, QTYPE.A, ttl=ttl, rdata=A(s.address)) for s in servers]
+        if not rrs:
+            return Answer(RCODE.NOERROR, True, [], [soa], [], "nodata", scope, varies)
+        return Answer(RCODE.NOERROR, True, rrs, [], [], "answer", scope, varies)

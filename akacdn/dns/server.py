@@ -1,66 +1,201 @@
-"""UDP and TCP DNS listeners (asyncio shell): bytes in, `wire.respond`, bytes out.
+"""UDP and TCP DNS listeners (asyncio shell): bytes in, fast path or `wire.respond`, bytes out.
 
-TCP follows RFC 7766: 2-byte length prefix, several queries per connection answered in
-order, an idle timeout, and a cap on concurrent connections (beyond it new ones are
-closed at once and counted).
+UDP: a non-blocking socket drained in batches from the loop's reader callback (one
+wake-up serves many queries under load); each query is first looked up in the
+`AnswerCache`, then answered by the slow path, then passed through RRL. Counters on
+this path are plain integers, exported by a collector at scrape time.
+
+TCP follows RFC 7766: 2-byte length prefix, several (pipelined) queries per connection
+answered in order, an idle timeout, and a cap on concurrent connections (beyond it new
+ones are closed at once and counted). TCP is never rate limited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from ..runtime import Runtime
-from .wire import AnswerFn, respond
+from .fastpath import AnswerCache, bucket_of, question_length
+from .rrl import DROP, SEND, RateLimiter, truncated
+from .wire import CACHEABLE, AnswerFn, respond
 
-TCP_IDLE = 10.0
-TCP_MAX_CONNECTIONS = 256
+BATCH = 256  # queries served per wake-up before yielding to the loop
+MAX_UDP_QUERY = 4096
+
+
+class DnsStats(Collector):
+    """Plain counters of the serving path, added up over this process and its workers."""
+
+    def __init__(self) -> None:
+        self.replies: Counter[tuple[str, str]] = Counter()  # (kind, transport)
+        self.rrl: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.workers: dict[int, dict[str, list[tuple[list[str], float]]]] = {}
+
+    def snapshot(self) -> dict[str, list[tuple[list[str], float]]]:
+        return {
+            "replies": [([k, t], float(v)) for (k, t), v in self.replies.items()],
+            "rrl": [([a], float(v)) for a, v in self.rrl.items()],
+            "errors": [([e], float(v)) for e, v in self.errors.items()],
+        }
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        fams = {
+            "replies": CounterMetricFamily("akacdn_dns_replies", "DNS replies by kind", labels=["kind", "transport"]),
+            "rrl": CounterMetricFamily("akacdn_dns_rrl", "Replies rate limited, by action", labels=["action"]),
+            "errors": CounterMetricFamily("akacdn_dns_errors", "Socket errors", labels=["error"]),
+        }
+        totals: dict[str, Counter[tuple[str, ...]]] = {k: Counter() for k in fams}
+        for snap in [self.snapshot(), *self.workers.values()]:
+            for name, samples in snap.items():
+                for labels, value in samples:
+                    totals[name][tuple(labels)] += value
+        for name, fam in fams.items():
+            for labels, value in totals[name].items():
+                fam.add_metric(list(labels), value)
+            yield fam
 
 
 class DnsServer:
     def __init__(self, rt: Runtime, answer: AnswerFn) -> None:
         self.rt = rt
         self.answer = answer
-        self.identity = rt.machine.id
-        self.replies = rt.counter("akacdn_dns_replies", "DNS replies by kind and transport", ("kind", "transport"))
+        self.identity = rt.net.dns.nsid or rt.machine.id
+        self.cache = AnswerCache()
+        self.stats = DnsStats()
+        rt.registry.register(self.stats)
         self.tcp_refused = rt.counter("akacdn_dns_tcp_refused", "TCP connections over the limit")
         self._tcp_open = 0
+        self._sock: socket.socket | None = None
+        self.rrl: RateLimiter | None = None
+        self.configure()
+        rt.on_reload(lambda _: self.configure())
         rt.not_ready("sockets", "DNS sockets not bound yet")
 
-    def handle(self, data: bytes, client: str, transport: str, max_udp: int | None) -> bytes | None:
-        r = respond(data, client, self.answer, self.identity, max_udp)
-        self.replies.labels(r.kind, transport).inc()
+    def configure(self) -> None:
+        d = self.rt.net.dns
+        self.rrl = RateLimiter(d.rrl_rate, d.rrl_slip) if d.rrl_rate else None
+        self.identity = d.nsid or self.rt.machine.id
+        self.cache.clear()
+
+    def map_changed(self) -> None:
+        """A new map: every pre-built answer is stale."""
+        self.cache.clear()
+
+    # the slow path, shared by UDP and TCP ----------------------------------------------
+    def slow(self, data: bytes, source: str, transport: str, max_udp: int | None) -> tuple[bytes | None, bytes]:
+        """(reply, RRL answer key) for one query the cache could not answer."""
+        r = respond(data, source, self.answer, self.identity, max_udp)
+        self.stats.replies[(r.kind, transport)] += 1
         if r.kind == "bug":
-            self.rt.log.limited("answer_bug", client=client)
-        return r.data
+            self.rt.log.limited("answer_bug", client=source)
+        if r.data is not None and max_udp is not None and r.kind in CACHEABLE:
+            self.cache.store(data, source, r.data, r.varies)
+        return r.data, (b"nxdomain" if r.kind == "nxdomain" else data[2:])
+
+    # UDP ------------------------------------------------------------------------------
+    def _readable(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        recvfrom, sendto = sock.recvfrom, sock.sendto
+        entries = self.cache.entries
+        rrl = self.rrl
+        second = int(time.monotonic())
+        hits = 0
+        try:
+            for _ in range(BATCH):
+                try:
+                    data, addr = recvfrom(MAX_UDP_QUERY)
+                except BlockingIOError:
+                    return
+                except OSError as e:  # e.g. ICMP port unreachable reported on the socket
+                    self.stats.errors[type(e).__name__] += 1
+                    continue
+                v = entries.get(data[2:])
+                if v.__class__ is bytes and rrl is None:
+                    hits += 1
+                    try:
+                        sendto(data[:2] + v, addr)  # type: ignore[operator]
+                    except OSError as e:
+                        self.stats.errors[type(e).__name__] += 1
+                    continue
+                self._udp_query(data, addr, rrl, second)
+        finally:
+            if hits:
+                self.stats.replies[("cached", "udp")] += hits
+
+    def _udp_query(self, data: bytes, addr: tuple[str, int], rrl: RateLimiter | None, second: int) -> None:
+        source = addr[0]
+        out = self.cache.lookup(data, source)
+        if out is not None:
+            self.stats.replies[("cached", "udp")] += 1
+            key = data[2:]
+        else:
+            out, key = self.slow(data, source, "udp", 512)
+            if out is None:
+                return
+        if rrl is not None:
+            action = rrl.check(bucket_of(source), key, second)
+            if action != SEND:
+                self.stats.rrl["drop" if action == DROP else "slip"] += 1
+                if action == DROP:
+                    return
+                out = truncated(data, question_length(data))
+        try:
+            self._sock.sendto(out, addr)  # type: ignore[union-attr]
+        except OSError as e:
+            self.stats.errors[type(e).__name__] += 1
+
+    def _bind_udp(self, reuse_port: bool) -> socket.socket:
+        addr = self.rt.machine.address
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 2**20)
+        sock.bind((addr, self.rt.net.ports.dns))
+        sock.setblocking(False)
+        return sock
 
     async def serve(self) -> None:
         """Listen on UDP and TCP at the machine's address until cancelled."""
         loop = asyncio.get_running_loop()
         addr, port = self.rt.machine.address, self.rt.net.ports.dns
-        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(addr, port))
-        tcp = await asyncio.start_server(self._tcp, addr, port, reuse_address=True)
+        reuse = self.rt.net.dns.workers > 1
+        self._sock = self._bind_udp(reuse)
+        loop.add_reader(self._sock.fileno(), self._readable)
+        tcp = await asyncio.start_server(self._tcp, addr, port, reuse_address=True, reuse_port=reuse or None)
         self.rt.log.info("listening", address=addr, port=port)
         self.rt.ready("sockets")
         try:
             async with tcp:
                 await asyncio.Future()
         finally:
-            udp.close()
+            loop.remove_reader(self._sock.fileno())
+            self._sock.close()
 
+    # TCP ------------------------------------------------------------------------------
     async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._tcp_open >= TCP_MAX_CONNECTIONS:
+        if self._tcp_open >= self.rt.net.dns.tcp_max_connections:
             self.tcp_refused.inc()
             writer.close()
             return
         self._tcp_open += 1
-        client = writer.get_extra_info("peername")[0]
+        source = writer.get_extra_info("peername")[0]
         try:
             while True:
-                async with asyncio.timeout(TCP_IDLE):
+                async with asyncio.timeout(self.rt.net.dns.tcp_idle):
                     (n,) = struct.unpack("!H", await reader.readexactly(2))
                     data = await reader.readexactly(n)
-                out = self.handle(data, client, "tcp", None)
+                out, _ = self.slow(data, source, "tcp", None)
                 if out is None:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
@@ -70,17 +205,3 @@ class DnsServer:
         finally:
             self._tcp_open -= 1
             writer.close()
-
-
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, server: DnsServer) -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
-        out = self.server.handle(data, addr[0], "udp", 512)
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dnslib import QTYPE, RCODE, RR, SOA, DNSLabel
 
-from .wire import Answer
+from .wire import Answer, Client
 
 NS_LETTERS = "abcdefgh"
 
@@ -41,3 +41,10 @@ def nodata(soa: RR) -> Answer:
 
 def servfail(kind: str) -> Answer:
     return Answer(RCODE.SERVFAIL, False, [], [], [], kind)
+
+
+def scope_for(client: Client, v4_bits: int, v6_bits: int = 56) -> int:
+    """ECS scope for an answer chosen per client bucket: no longer than the source prefix."""
+    if client.subnet is None:
+        return 0
+    return min(client.subnet.source, v4_bits if client.subnet.family == 1 else v6_bits)

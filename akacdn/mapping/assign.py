@@ -38,20 +38,26 @@ def servers_for_serial(serial: int, servers: Sequence[Server], n: int = 2) -> li
 
 
 def nameservers_for_client(
-    client: str, nameservers: Sequence[NameServer], slots: int = 8, regions: int = 3
+    client: str,
+    nameservers: Sequence[NameServer],
+    slots: int = 8,
+    regions: int = 3,
+    preferred: str | None = None,
 ) -> list[NameServer]:
     """`slots` LLNS entries from up to `regions` regions for one client bucket.
 
-    Regions are ranked per client; the slots are dealt round-robin over the chosen
-    regions' nameservers, so an answer names several regions (and may repeat an
-    address, as the 2000 dig study saw of Akamai's n0g..n8g).
+    The `preferred` region (the client's route) comes first when it has a live LLNS;
+    the other regions are ranked per client. The slots are dealt round-robin over the
+    chosen regions' nameservers, so an answer names several regions (and may repeat
+    an address, as the 2000 dig study saw of Akamai's n0g..n8g).
     """
     by_region: dict[str, list[NameServer]] = {}
     for ns in nameservers:
         by_region.setdefault(ns.region, []).append(ns)
     if not by_region:
         return []
-    chosen = sorted(by_region, key=lambda r: score(client, r), reverse=True)[:regions]
+    ranked = sorted(by_region, key=lambda r: (r != preferred, -score(client, r)))
+    chosen = ranked[:regions]
     lists = [sorted(by_region[r], key=lambda ns: score(client, ns.machine), reverse=True) for r in chosen]
     out: list[NameServer] = []
     i = 0

@@ -3,9 +3,10 @@
 Theory of operation. Every edge and LLNS heartbeats (`Heartbeat`) through the relays.
 `Liveness` remembers when each configured machine was last heard and whether it said
 it was healthy; a machine is live while it was heard healthy within `dead_after`.
-`build(...)` turns the live set into one TopMap (live LLNSes) and one LowMap per region
-(the region's live edges; a region with fewer than two live edges is spilled onto the
-live edges of the best other regions, so an LLNS always has two servers to hand out).
+`build(...)` turns the live set into one TopMap (live LLNSes) and one LowMap (the live
+edges of every region; a region with fewer than two live edges is marked not serving,
+and the LLNSes send its clients to the next region in its fallback order). Both carry
+the client routes (client network -> best region).
 `MapBook` versions the result: a map keeps its version while its content is unchanged
 and takes the next sequence of the current term when it changes.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import msgspec
 
 from ..config import Network
-from .maps import AnyMap, LowMap, NameServer, Server, TopMap, Version
+from .maps import AnyMap, ClientRoute, LowMap, NameServer, RegionServers, Server, TopMap, Version
 
 HEARTBEAT_TOPIC = "heartbeat"
 
@@ -60,26 +61,17 @@ class Liveness:
 
 def build(net: Network, live: dict[str, Heartbeat], made_at: float) -> tuple[TopMap | None, list[LowMap]]:
     """Maps for the current live set, unversioned (version (0, 0))."""
+    clients = tuple(ClientRoute(c.prefix, c.region) for c in net.client_networks)
     nameservers = tuple(NameServer(m.id, m.region, m.address) for m in net.by_role("llns") if m.id in live)
-    top = TopMap((0, 0), made_at, nameservers) if nameservers else None
+    top = TopMap((0, 0), made_at, nameservers, clients) if nameservers else None
     edges: dict[str, list[Server]] = {r.id: [] for r in net.regions}
     for m in net.by_role("edge"):
         if m.id in live:
-            edges[m.region].append(Server(m.id, m.region, m.address, m.capacity))
+            edges[m.region].append(Server(m.id, m.region, m.address, m.capacity, m.address6))
     if not any(edges.values()):
         return top, []
-    # regions to spill onto: most live edges first, then by id for determinism
-    donors = sorted(edges, key=lambda r: (-len(edges[r]), r))
-    lows = []
-    for region in sorted(edges):
-        servers = list(edges[region])
-        for donor in donors:
-            if len(servers) >= 2:
-                break
-            if donor != region:
-                servers.extend(edges[donor])
-        lows.append(LowMap(region, (0, 0), made_at, tuple(servers)))
-    return top, lows
+    regions = tuple(RegionServers(r, tuple(edges[r]), len(edges[r]) >= 2) for r in sorted(edges))
+    return top, [LowMap((0, 0), made_at, regions, clients)]
 
 
 class MapBook:

@@ -52,6 +52,7 @@ class Center:
         self.published = rt.counter("akacdn_maps_published", "Maps sent to the relays", ("map",))
         self.live_gauge = rt.gauge("akacdn_live_machines", "Machines heard healthy", ("role",))
         self.refused = rt.counter("akacdn_heartbeats_refused", "Heartbeats refused", ("reason",))
+        self.seq_gauge = rt.gauge("akacdn_map_built_seq", "Sequence of the newest map built", ("map",))
 
     def on_message(self, env: Envelope) -> None:
         hb = _hb.decode(env.body)
@@ -78,6 +79,7 @@ class Center:
         fresh: list[AnyMap] = ([top] if top else []) + list(lows)
         for m in self.book.update(fresh):
             self.signed[m.key] = sign(self.key, self.rt.machine.id, m)
+            self.seq_gauge.labels(m.key).set(m.version[1])
             self.rt.record("map_built", map=m.key, term=m.version[0], seq=m.version[1])
 
     def publish(self) -> None:

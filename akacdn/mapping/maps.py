@@ -1,7 +1,9 @@
 """The maps: the contract between the mapping centers and the nameservers.
 
 A `TopMap` tells the TLNSes which low-level nameservers (LLNS) are live, by region.
-A `LowMap` tells the LLNSes of one region which edge servers to hand out. Each map
+A `LowMap` tells every LLNS which edge servers of each region are live and which
+regions are serving. Both carry the client routes (client network -> best region)
+that the nameservers use to choose for a resolver or an ECS client subnet. Each map
 carries its version `(term, seq)`: the leader's term, then a sequence bumped when the
 map's content changes. Maps travel as `SignedMap`: the msgpack body, the signing
 mapping center, and its Ed25519 signature over the body.
@@ -30,12 +32,25 @@ class Server(msgspec.Struct, frozen=True):
     region: str
     address: str
     capacity: int
+    address6: str = ""
+
+
+class ClientRoute(msgspec.Struct, frozen=True):
+    prefix: str  # a client network, e.g. "198.18.2.0/24"
+    region: str  # the region that serves it best
+
+
+class RegionServers(msgspec.Struct, frozen=True):
+    region: str
+    servers: tuple[Server, ...]  # live edges
+    serving: bool  # False: down or not fit to take clients (fewer than 2 live edges)
 
 
 class TopMap(msgspec.Struct, frozen=True, tag="top"):
     version: Version
     made_at: float
     nameservers: tuple[NameServer, ...]
+    clients: tuple[ClientRoute, ...] = ()
 
     @property
     def key(self) -> str:
@@ -43,14 +58,14 @@ class TopMap(msgspec.Struct, frozen=True, tag="top"):
 
 
 class LowMap(msgspec.Struct, frozen=True, tag="low"):
-    region: str
     version: Version
     made_at: float
-    servers: tuple[Server, ...]  # whom to hand out for this region (spilled when it is down)
+    regions: tuple[RegionServers, ...]
+    clients: tuple[ClientRoute, ...] = ()
 
     @property
     def key(self) -> str:
-        return f"low.{self.region}"
+        return "low"
 
 
 AnyMap = TopMap | LowMap

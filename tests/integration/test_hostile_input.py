@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from akacdn.devnet.network import BASE_DOMAIN
 from akacdn.devnet.supervisor import Devnet
-from akacdn.mapping.maps import LowMap, Server, sign
+from akacdn.mapping.maps import LowMap, RegionServers, Server, sign
 from akacdn.messaging.envelope import Envelope, seal
 
 from .conftest import dig, wait_for
@@ -46,9 +46,10 @@ def test_llns_refuses_a_map_with_a_bad_signature(devnet: Devnet) -> None:
     lay = devnet.layout
     before = sorted(dig(lay.llns(1), lay.dns_port, NAME).addresses())
     # a well-formed message (the attacker has the message key) carrying a map signed by the wrong key
-    evil = LowMap("r1", (10**6, 1), time.time(), (Server("mc1", "r1", "198.51.100.66", 100),) * 2)
+    bad = (Server("mc1", "r1", "198.51.100.66", 100),) * 2
+    evil = LowMap((10**6, 1), time.time(), (RegionServers("r1", bad, True),))
     body = sign(Ed25519PrivateKey.generate(), "mc1", evil)
-    env = Envelope("mc1", "map.low.r1", int(time.time() * 1e6) + 10**9, time.time(), body)
+    env = Envelope("mc1", "map.low", int(time.time() * 1e6) + 10**9, time.time(), body)
     for relay in devnet.net.by_role("relay"):
         send_udp(relay.address, devnet.net.ports.messaging, seal(devnet.net.message_key, env))
     wait_for(

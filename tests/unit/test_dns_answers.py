@@ -48,9 +48,9 @@ def make_zones(net: Network, down: tuple[str, ...] = (), llns_region: str = "r1"
     top, lows = build(net, live, made_at=1.0)
     book = MapBook(term=1)
     book.update(([top] if top else []) + list(lows))
-    tlns, llns = TopLevelZone(net), LowLevelZone(net)
+    tlns, llns = TopLevelZone(net), LowLevelZone(net, llns_region)
     t = book.maps["top"]
-    low = book.maps[f"low.{llns_region}"]
+    low = book.maps["low"]
     assert isinstance(t, TopMap) and isinstance(low, LowMap)
     tlns.use_map(t)
     llns.use_map(low)
@@ -275,7 +275,7 @@ def test_llns_serial_names_are_canonical(zones: Zones) -> None:
     ],
 )
 def test_no_map_servfail_for_map_answers_only(net: Network, server: str, name: str, rcode: int) -> None:
-    zone = TopLevelZone(net) if server == "tlns" else LowLevelZone(net)
+    zone = TopLevelZone(net) if server == "tlns" else LowLevelZone(net, "r1")
     m = parse(ask(zone, query(name, "SOA" if name in (BASE, f"g.{BASE}") else "A")).data)
     assert m.rcode() == rcode
     if rcode == dns.rcode.SERVFAIL:

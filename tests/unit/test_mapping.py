@@ -29,7 +29,7 @@ def live_set(net: Network, down: tuple[str, ...] = ()) -> dict[str, Heartbeat]:
 
 
 def lows_by_region(lows: list[LowMap]) -> dict[str, list[str]]:
-    return {low.region: [s.machine for s in low.servers] for low in lows}
+    return {rs.region: [s.machine for s in rs.servers] for low in lows for rs in low.regions}
 
 
 def private_key(net: Network) -> Ed25519PrivateKey:
@@ -81,7 +81,7 @@ def test_liveness_refuses_heartbeats_that_do_not_match_config(
 # --- build -----------------------------------------------------------------------------------
 
 
-def test_all_live_top_lists_every_llns_and_each_region_its_own_edges(net: Network) -> None:
+def test_all_live_top_lists_every_llns_and_low_map_every_regions_edges(net: Network) -> None:
     top, lows = build(net, live_set(net), made_at=5.0)
     assert top is not None and top.version == (0, 0) and top.made_at == 5.0
     assert [(ns.machine, ns.region, ns.address) for ns in top.nameservers] == [
@@ -89,8 +89,17 @@ def test_all_live_top_lists_every_llns_and_each_region_its_own_edges(net: Networ
         ("r2-llns", "r2", "127.0.2.1"),
         ("r3-llns", "r3", "127.0.3.1"),
     ]
+    assert len(lows) == 1 and lows[0].key == "low"
     assert lows_by_region(lows) == {r: [f"{r}-e1", f"{r}-e2", f"{r}-e3"] for r in ("r1", "r2", "r3")}
-    assert all(s.capacity == 100 for low in lows for s in low.servers)
+    assert all(rs.serving for rs in lows[0].regions)
+    assert all(s.capacity == 100 for rs in lows[0].regions for s in rs.servers)
+
+
+def test_maps_carry_the_client_routes(net: Network) -> None:
+    top, lows = build(net, live_set(net), 0.0)
+    routes = [(c.prefix, c.region) for c in net.client_networks]
+    assert routes and [(c.prefix, c.region) for c in top.clients] == routes  # type: ignore[union-attr]
+    assert [(c.prefix, c.region) for c in lows[0].clients] == routes
 
 
 def test_top_map_lists_only_live_llns(net: Network) -> None:
@@ -109,45 +118,34 @@ def test_unhealthy_or_silent_machines_are_left_out_via_liveness(net: Network) ->
 
 
 @pytest.mark.parametrize(
-    ("down", "expected"),
+    ("down", "serving"),
     [
-        # r2 keeps one edge: it spills onto the region with most live edges (r1 and r3 tie -> by id)
-        (("r2-e2", "r2-e3"), {"r2": ["r2-e1", "r1-e1", "r1-e2", "r1-e3"]}),
-        # r2 has none; r1 has 2, r3 has 3 -> r3 is the donor
-        (("r2-e1", "r2-e2", "r2-e3", "r1-e3"), {"r2": ["r3-e1", "r3-e2", "r3-e3"], "r1": ["r1-e1", "r1-e2"]}),
-        # two live edges are enough: no spill
-        (("r2-e3",), {"r2": ["r2-e1", "r2-e2"]}),
-        # only one edge in the whole network: every region hands it out
-        (
-            tuple(f"{r}-e{i}" for r in ("r1", "r2", "r3") for i in (1, 2, 3) if (r, i) != ("r3", 2)),
-            {"r1": ["r3-e2"], "r2": ["r3-e2"], "r3": ["r3-e2"]},
-        ),
+        (("r2-e2", "r2-e3"), {"r1": True, "r2": False, "r3": True}),  # one edge left: not serving
+        (("r2-e1", "r2-e2", "r2-e3"), {"r1": True, "r2": False, "r3": True}),
+        (("r2-e3",), {"r1": True, "r2": True, "r3": True}),  # two live edges are enough
     ],
-    ids=["one-left", "none-left", "two-left", "one-in-network"],
+    ids=["one-left", "none-left", "two-left"],
 )
-def test_region_with_fewer_than_two_live_edges_spills(
-    net: Network, down: tuple[str, ...], expected: dict[str, list[str]]
+def test_region_with_fewer_than_two_live_edges_is_not_serving(
+    net: Network, down: tuple[str, ...], serving: dict[str, bool]
 ) -> None:
     _, lows = build(net, live_set(net, down), 0.0)
-    got = lows_by_region(lows)
-    assert set(got) == {"r1", "r2", "r3"}
-    for region, machines in expected.items():
-        assert got[region] == machines
-    # the spilled map still belongs to its region
-    assert all(low.key == f"low.{low.region}" for low in lows)
+    assert {rs.region: rs.serving for rs in lows[0].regions} == serving
+    # its live edges stay listed: they are the last resort when no region is serving
+    assert lows_by_region(lows)["r2"] == [f"r2-e{i}" for i in (1, 2, 3) if f"r2-e{i}" not in down]
 
 
 def test_nothing_live_gives_no_maps_never_empty_ones(net: Network) -> None:
     assert build(net, {}, 0.0) == (None, [])
 
 
-def test_llns_without_edges_gives_top_only_and_edges_without_llns_gives_lows_only(net: Network) -> None:
+def test_llns_without_edges_gives_top_only_and_edges_without_llns_gives_low_only(net: Network) -> None:
     edges = tuple(m.id for m in net.by_role("edge"))
     llnses = tuple(m.id for m in net.by_role("llns"))
     top, lows = build(net, live_set(net, down=edges), 0.0)
     assert top is not None and lows == []
     top, lows = build(net, live_set(net, down=llnses), 0.0)
-    assert top is None and len(lows) == 3
+    assert top is None and len(lows) == 1
 
 
 _ALL = [f"r{r}-e{i}" for r in (1, 2, 3) for i in (1, 2, 3)] + [f"r{r}-llns" for r in (1, 2, 3)]
@@ -165,12 +163,10 @@ def test_build_never_produces_an_empty_map(shared_net: Network, live_ids: set[st
         assert {ns.machine for ns in top.nameservers} == live_llns
     assert (lows == []) == (not live_edges)
     for low in lows:
-        names = [s.machine for s in low.servers]
-        assert set(names) <= live_edges and len(names) == len(set(names))
-        assert len(names) >= min(2, len(live_edges))
-        own = sorted(m for m in live_edges if m.startswith(low.region + "-"))
-        if len(own) >= 2:
-            assert names == own  # a healthy region hands out only its own edges
+        for rs in low.regions:
+            own = sorted(m for m in live_edges if m.startswith(rs.region + "-"))
+            assert [s.machine for s in rs.servers] == own  # a region lists exactly its live edges
+            assert rs.serving == (len(own) >= 2)
 
 
 # --- MapBook ---------------------------------------------------------------------------------
@@ -184,13 +180,8 @@ def _fresh(net: Network, made_at: float, down: tuple[str, ...] = ()) -> list[Top
 def test_mapbook_versions_each_new_map_in_turn(net: Network) -> None:
     book = MapBook(term=7)
     changed = book.update(_fresh(net, 1.0))
-    assert [(m.key, m.version) for m in changed] == [
-        ("top", (7, 1)),
-        ("low.r1", (7, 2)),
-        ("low.r2", (7, 3)),
-        ("low.r3", (7, 4)),
-    ]
-    assert book.maps["low.r2"].version == (7, 3)
+    assert [(m.key, m.version) for m in changed] == [("top", (7, 1)), ("low", (7, 2))]
+    assert book.maps["low"].version == (7, 2)
 
 
 def test_mapbook_same_content_keeps_version(net: Network) -> None:
@@ -206,10 +197,10 @@ def test_mapbook_changed_content_takes_next_sequence(net: Network) -> None:
     book = MapBook(term=3)
     book.update(_fresh(net, 1.0))
     changed = book.update(_fresh(net, 2.0, down=("r1-e1",)))
-    assert [(m.key, m.version) for m in changed] == [("low.r1", (3, 5))]
-    assert [s.machine for s in book.maps["low.r1"].servers] == ["r1-e2", "r1-e3"]
+    assert [(m.key, m.version) for m in changed] == [("low", (3, 3))]
+    assert lows_by_region([book.maps["low"]])["r1"] == ["r1-e2", "r1-e3"]  # type: ignore[list-item]
     changed = book.update(_fresh(net, 3.0))  # and back
-    assert [(m.key, m.version) for m in changed] == [("low.r1", (3, 6))]
+    assert [(m.key, m.version) for m in changed] == [("low", (3, 4))]
     assert book.maps["top"].version == (3, 1)
 
 
@@ -218,7 +209,7 @@ def test_mapbook_keeps_last_map_when_a_map_is_not_built(net: Network) -> None:
     book.update(_fresh(net, 1.0))
     edges = tuple(m.id for m in net.by_role("edge"))
     assert book.update(_fresh(net, 2.0, down=edges)) == []
-    assert len(book.maps["low.r1"].servers) == 3
+    assert len(lows_by_region([book.maps["low"]])["r1"]) == 3  # type: ignore[list-item]
 
 
 def test_new_term_produces_newer_versions(net: Network) -> None:
@@ -238,7 +229,7 @@ def test_new_term_produces_newer_versions(net: Network) -> None:
 def signed_low(net: Network) -> tuple[dict[str, bytes], bytes, LowMap]:
     book = MapBook(term=4)
     book.update(_fresh(net, 1.0))
-    low = book.maps["low.r2"]
+    low = book.maps["low"]
     assert isinstance(low, LowMap)
     return net.mapper_keys(), sign(private_key(net), "mc1", low), low
 
