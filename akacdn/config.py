@@ -71,6 +71,7 @@ class DnsSettings(_Strict):
     tcp_idle: Seconds = 10.0
     tcp_max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
     nsid: str = ""  # default: the machine id
+    portable_udp: bool = False  # recvfrom/sendto instead of batched recvmmsg/sendmmsg
 
 
 class ClientNetwork(_Strict):

@@ -15,17 +15,18 @@ The cache holds at most `max_entries` keys; when full it is cleared (counted).
 
 from __future__ import annotations
 
-from ..mapping.assign import client_bucket
+import socket
 
-Entry = bytes | dict[str, bytes]
+Entry = bytes | dict[bytes, bytes]
 
 
-def bucket_of(source: str) -> str:
-    """The mapping bucket of a source address: /24 for IPv4, /56 for IPv6."""
-    i = source.rfind(".")
-    if i > 0 and ":" not in source:
-        return source[:i]
-    return client_bucket(source)
+def bucket_of(source: str) -> bytes:
+    """The bucket of a source address as raw bytes: its /24 (IPv4) or /56 (IPv6).
+
+    The same bytes as the UDP engine reads straight out of the sockaddr."""
+    if ":" in source:
+        return socket.inet_pton(socket.AF_INET6, source)[:7]
+    return socket.inet_pton(socket.AF_INET, source)[:3]
 
 
 def question_length(data: bytes) -> int:
@@ -47,8 +48,8 @@ class AnswerCache:
     def clear(self) -> None:
         self.entries.clear()
 
-    def lookup(self, data: bytes, source: str) -> bytes | None:
-        """The whole reply for this query from this source, or None on a miss."""
+    def lookup(self, data: bytes, bucket: bytes) -> bytes | None:
+        """The whole reply for this query from a source in `bucket`, or None on a miss."""
         key = data[2:]
         v = self.entries.get(key)
         splice = False
@@ -61,7 +62,7 @@ class AnswerCache:
                 return None
             splice = True
         if v.__class__ is not bytes:
-            v = v.get(bucket_of(source))  # type: ignore[union-attr]
+            v = v.get(bucket)  # type: ignore[union-attr]
             if v is None:
                 return None
         if splice:
@@ -69,7 +70,7 @@ class AnswerCache:
             return data[:2] + v[:10] + data[12 : 12 + qlen] + v[10 + qlen :]  # type: ignore[index]
         return data[:2] + v  # type: ignore[operator]
 
-    def store(self, data: bytes, source: str, reply: bytes, varies: str) -> None:
+    def store(self, data: bytes, bucket: bytes, reply: bytes, varies: str) -> None:
         """Keep a slow-path reply for identical queries ("source"-varying ones are never kept)."""
         if varies == "source" or len(data) < 12:
             return
@@ -88,6 +89,6 @@ class AnswerCache:
             if per is None or per.__class__ is bytes:
                 per = {}
                 self.entries[key] = per
-            per[bucket_of(source)] = body  # type: ignore[index]
+            per[bucket] = body  # type: ignore[index]
         else:
             self.entries[key] = body

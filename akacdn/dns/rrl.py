@@ -23,9 +23,9 @@ class RateLimiter:
         self.slip = slip
         self.max_entries = max_entries
         self.window = -1
-        self.counts: dict[tuple[str, bytes], int] = {}
+        self.counts: dict[tuple[bytes, bytes], int] = {}
 
-    def check(self, bucket: str, answer: bytes, now_second: int) -> int:
+    def check(self, bucket: bytes, answer: bytes, now_second: int) -> int:
         """SEND, SLIP or DROP for one response."""
         if now_second != self.window:
             self.window = now_second

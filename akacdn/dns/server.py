@@ -1,9 +1,10 @@
 """UDP and TCP DNS listeners (asyncio shell): bytes in, fast path or `wire.respond`, bytes out.
 
-UDP: a non-blocking socket drained in batches from the loop's reader callback (one
-wake-up serves many queries under load); each query is first looked up in the
-`AnswerCache`, then answered by the slow path, then passed through RRL. Counters on
-this path are plain integers, exported by a collector at scrape time.
+UDP: a non-blocking socket drained from the loop's reader callback, in batches of
+recvmmsg/sendmmsg (`udp.UdpBatch`) where libc has them, else by a recvfrom loop. Each
+query is first looked up in the `AnswerCache`, then answered by the slow path, then
+passed through RRL. Counters on this path are plain integers, exported by a collector
+at scrape time.
 
 TCP follows RFC 7766: 2-byte length prefix, several (pipelined) queries per connection
 answered in order, an idle timeout, and a cap on concurrent connections (beyond it new
@@ -25,9 +26,11 @@ from prometheus_client.registry import Collector
 from ..runtime import Runtime
 from .fastpath import AnswerCache, bucket_of, question_length
 from .rrl import DROP, SEND, RateLimiter, truncated
+from .udp import BATCH as UDP_BATCH
+from .udp import UdpBatch
 from .wire import CACHEABLE, AnswerFn, respond
 
-BATCH = 256  # queries served per wake-up before yielding to the loop
+BATCHES_PER_WAKEUP = 8  # then yield to the loop, so TCP, timers and maps get their turn
 MAX_UDP_QUERY = 4096
 
 
@@ -75,6 +78,8 @@ class DnsServer:
         self.tcp_refused = rt.counter("akacdn_dns_tcp_refused", "TCP connections over the limit")
         self._tcp_open = 0
         self._sock: socket.socket | None = None
+        self._batch: UdpBatch | None = None
+        self._second = 0
         self.rrl: RateLimiter | None = None
         self.configure()
         rt.on_reload(lambda _: self.configure())
@@ -91,68 +96,67 @@ class DnsServer:
         self.cache.clear()
 
     # the slow path, shared by UDP and TCP ----------------------------------------------
-    def slow(self, data: bytes, source: str, transport: str, max_udp: int | None) -> tuple[bytes | None, bytes]:
-        """(reply, RRL answer key) for one query the cache could not answer."""
+    def slow(self, data: bytes, source: str, transport: str, max_udp: int | None) -> bytes | None:
+        """Answer a query the cache could not (dnslib), and keep the answer for the next."""
         r = respond(data, source, self.answer, self.identity, max_udp)
         self.stats.replies[(r.kind, transport)] += 1
         if r.kind == "bug":
             self.rt.log.limited("answer_bug", client=source)
         if r.data is not None and max_udp is not None and r.kind in CACHEABLE:
-            self.cache.store(data, source, r.data, r.varies)
-        return r.data, (b"nxdomain" if r.kind == "nxdomain" else data[2:])
+            self.cache.store(data, bucket_of(source), r.data, r.varies)
+        return r.data
 
-    # UDP ------------------------------------------------------------------------------
-    def _readable(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        recvfrom, sendto = sock.recvfrom, sock.sendto
-        entries = self.cache.entries
-        rrl = self.rrl
-        second = int(time.monotonic())
-        hits = 0
-        try:
-            for _ in range(BATCH):
-                try:
-                    data, addr = recvfrom(MAX_UDP_QUERY)
-                except BlockingIOError:
-                    return
-                except OSError as e:  # e.g. ICMP port unreachable reported on the socket
-                    self.stats.errors[type(e).__name__] += 1
-                    continue
-                v = entries.get(data[2:])
-                if v.__class__ is bytes and rrl is None:
-                    hits += 1
-                    try:
-                        sendto(data[:2] + v, addr)  # type: ignore[operator]
-                    except OSError as e:
-                        self.stats.errors[type(e).__name__] += 1
-                    continue
-                self._udp_query(data, addr, rrl, second)
-        finally:
-            if hits:
-                self.stats.replies[("cached", "udp")] += hits
-
-    def _udp_query(self, data: bytes, addr: tuple[str, int], rrl: RateLimiter | None, second: int) -> None:
-        source = addr[0]
-        out = self.cache.lookup(data, source)
+    def udp_query(self, data: bytes, source: str, bucket: bytes) -> bytes | None:
+        """One UDP query off the fast path: cache (0x20, per-bucket), slow path, then RRL."""
+        out = self.cache.lookup(data, bucket)
         if out is not None:
             self.stats.replies[("cached", "udp")] += 1
             key = data[2:]
         else:
-            out, key = self.slow(data, source, "udp", 512)
+            out = self.slow(data, source, "udp", 512)
             if out is None:
-                return
+                return None
+            key = b"nxdomain" if len(out) > 3 and out[3] & 0xF == 3 else data[2:]
+        rrl = self.rrl
         if rrl is not None:
-            action = rrl.check(bucket_of(source), key, second)
+            action = rrl.check(bucket, key, self._second)
             if action != SEND:
                 self.stats.rrl["drop" if action == DROP else "slip"] += 1
-                if action == DROP:
-                    return
-                out = truncated(data, question_length(data))
-        try:
-            self._sock.sendto(out, addr)  # type: ignore[union-attr]
-        except OSError as e:
-            self.stats.errors[type(e).__name__] += 1
+                return None if action == DROP else truncated(data, question_length(data))
+        return out
+
+    # UDP ------------------------------------------------------------------------------
+    def _readable(self) -> None:
+        """The socket has queries: serve a bounded number of batches, then yield."""
+        self._second = int(time.monotonic())
+        direct = self.rrl is None
+        entries = self.cache.entries
+        if self._batch is not None:
+            hits = 0
+            for _ in range(BATCHES_PER_WAKEUP):
+                n, h = self._batch.serve(entries, self.udp_query, direct)
+                hits += h
+                if n < UDP_BATCH:
+                    break
+            if hits:
+                self.stats.replies[("cached", "udp")] += hits
+            return
+        sock = self._sock
+        assert sock is not None
+        for _ in range(BATCHES_PER_WAKEUP * UDP_BATCH):
+            try:
+                data, addr = sock.recvfrom(MAX_UDP_QUERY)
+            except BlockingIOError:
+                return
+            except OSError as e:  # e.g. ICMP port unreachable reported on the socket
+                self.stats.errors[type(e).__name__] += 1
+                continue
+            out = self.udp_query(data, addr[0], bucket_of(addr[0]))
+            if out is not None:
+                try:
+                    sock.sendto(out, addr)
+                except OSError as e:
+                    self.stats.errors[type(e).__name__] += 1
 
     def _bind_udp(self, reuse_port: bool) -> socket.socket:
         addr = self.rt.machine.address
@@ -171,6 +175,8 @@ class DnsServer:
         addr, port = self.rt.machine.address, self.rt.net.ports.dns
         reuse = self.rt.net.dns.workers > 1
         self._sock = self._bind_udp(reuse)
+        if UdpBatch.available() and not self.rt.net.dns.portable_udp:
+            self._batch = UdpBatch(self._sock)
         loop.add_reader(self._sock.fileno(), self._readable)
         tcp = await asyncio.start_server(self._tcp, addr, port, reuse_address=True, reuse_port=reuse or None)
         self.rt.log.info("listening", address=addr, port=port)
@@ -195,7 +201,7 @@ class DnsServer:
                 async with asyncio.timeout(self.rt.net.dns.tcp_idle):
                     (n,) = struct.unpack("!H", await reader.readexactly(2))
                     data = await reader.readexactly(n)
-                out, _ = self.slow(data, source, "tcp", None)
+                out = self.slow(data, source, "tcp", None)
                 if out is None:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
