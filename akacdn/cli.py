@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -12,8 +13,8 @@ from pathlib import Path
 from .config import ConfigError, Network, load_network
 
 DAEMONS: dict[str, tuple[str, str]] = {
-    "tlns": ("top-level nameserver: the base domain and referrals to LLNSes", "akacdn.dns.daemons:tlns_main"),
-    "llns": ("low-level nameserver: edge addresses for aNNN serial names", "akacdn.dns.daemons:llns_main"),
+    "tlns": ("top-level nameserver: the base domain and referrals to LLNSes", "akacdn.dns.daemons:nameserver_main"),
+    "llns": ("low-level nameserver: edge addresses for aNNN serial names", "akacdn.dns.daemons:nameserver_main"),
     "edge": ("edge cache: HTTP for configured customers, origin on a miss", "akacdn.edge.server:main"),
     "mapper": ("mapping center: heartbeats in, signed maps out", "akacdn.mapping.center:main"),
     "relay": ("messaging relay: forwards each message to its topic's subscribers", "akacdn.messaging.relay:main"),
@@ -55,6 +56,19 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
     from .runtime import Runtime, run
 
     main = _import(DAEMONS[role][1])
+    if role in ("tlns", "llns") and net.dns.workers > 1:
+        from .dns.daemons import worker_main
+        from .dns.workers import fork_workers
+
+        def worker(index: int, link: object) -> int:
+            wrt = Runtime(net, machine, f"{role}-worker{index}")
+            # reloads come from the parent; only the parent talks to systemd
+            os.environ.pop("NOTIFY_SOCKET", None)
+            return run(lambda: worker_main(wrt, link), fast_loop=True, reload=lambda: None)  # type: ignore[arg-type]
+
+        links = fork_workers(net.dns.workers - 1, worker)
+        rt = Runtime(net, machine, role)
+        return run(lambda: main(rt, links), fast_loop=True, reload=rt.reload)
     rt = Runtime(net, machine, role)
     # pyroute2 (region agent, later) needs the stock loop; the serving daemons use uvloop
     return run(lambda: main(rt), fast_loop=True, reload=rt.reload)

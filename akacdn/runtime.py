@@ -250,4 +250,16 @@ def run(
         except asyncio.CancelledError:
             if not stopping:
                 raise
+        except Exception as e:  # a crashed part: say so in one line, then fail for a restart
+            _fatal.error("crashed", error=_describe(e))
+            raise
     return 0
+
+
+_fatal = Log("runtime")
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(_describe(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}"

@@ -1,8 +1,10 @@
-"""The TLNS and LLNS daemons: a zone, its map holder, a DNS server, messaging."""
+"""The TLNS and LLNS daemons: a zone, its map holder, a DNS server, messaging; and,
+with `[dns] workers = N`, the worker processes that share the DNS port."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from ..mapping.consumer import MapHolder
 from ..mapping.maps import AnyMap, LowMap, TopMap
@@ -13,52 +15,119 @@ from ..runtime import Runtime
 from .lowlevel import LowLevelZone
 from .server import DnsServer
 from .toplevel import TopLevelZone
+from .workers import Link, decode_stats, encode_stats
+
+Zone = TopLevelZone | LowLevelZone
 
 
-async def _serve(rt: Runtime, zone: TopLevelZone | LowLevelZone, kind: type[AnyMap], heartbeat: bool) -> None:
-    server = DnsServer(rt, zone.answer)  # registers its sockets as not ready yet
+def _zone(rt: Runtime) -> tuple[Zone, type[AnyMap], str]:
+    if rt.machine.role == "tlns":
+        return TopLevelZone(rt.net), TopMap, "top"
+    return LowLevelZone(rt.net, rt.machine.region), LowMap, "low"
 
-    def use_map(m: AnyMap) -> None:
-        zone.use_map(m)  # type: ignore[arg-type]
-        server.map_changed()
 
-    holder: MapHolder[AnyMap] = MapHolder(rt, kind, "top" if kind is TopMap else "low", use_map)
+class Nameserver:
+    """A zone answering from the map its holder keeps, through a DNS server."""
 
-    def reconfigure(net: object) -> None:
-        zone.configure(rt.net)
-        server.map_changed()
-
-    rt.on_reload(reconfigure)
-    rt.not_ready("map", "no map yet (none on disk, none received)")
-    if holder.load_last_known_good():
-        rt.ready("map")
-
-    def on_message(env: Envelope) -> None:
-        if holder.offer(env.body):
+    def __init__(self, rt: Runtime, on_map: list[bytes] | None = None) -> None:
+        self.rt = rt
+        self.zone, kind, key = _zone(rt)
+        self.server = DnsServer(rt, self.zone.answer)  # registers its sockets as not ready yet
+        self.holder: MapHolder[AnyMap] = MapHolder(rt, kind, key, self._use_map)
+        rt.on_reload(self._reconfigure)
+        rt.not_ready("map", "no map yet (none on disk, none received)")
+        if self.holder.load_last_known_good():
             rt.ready("map")
 
-    client = MessagingClient(rt, [f"map.{holder.key}"], on_message)
+    def _use_map(self, m: AnyMap) -> None:
+        self.zone.use_map(m)  # type: ignore[arg-type]
+        self.server.map_changed()
+
+    def _reconfigure(self, _: object) -> None:
+        self.zone.configure(self.rt.net)
+        self.server.map_changed()
+
+    def offer(self, data: bytes, persist: bool = True) -> bool:
+        if self.holder.offer(data, persist=persist):
+            self.rt.ready("map")
+            return True
+        return False
+
+
+async def _worker_link(rt: Runtime, ns: Nameserver, link: Link) -> None:
+    """Parent side: tell the worker about maps and reloads, take its counters."""
+    await link.open()
+    if ns.holder.current_bytes is not None:
+        link.send(b"M", ns.holder.current_bytes)
+    try:
+        while True:
+            kind, body = await link.receive()
+            if kind == b"S":
+                ns.server.stats.workers[link.index] = decode_stats(body)
+    except EOFError:
+        raise RuntimeError(f"DNS worker {link.index} exited") from None
+
+
+async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
+    """The daemon's own process: serves DNS too, and feeds its workers."""
+    links = links or []
+    ns = Nameserver(rt)
+
+    def on_message(env: Envelope) -> None:
+        if ns.offer(env.body):
+            for link in links:
+                link.send(b"M", env.body)
+
+    rt.on_reload(lambda _: [link.send(b"R", b"") for link in links])
+    client = MessagingClient(rt, [f"map.{ns.holder.key}"], on_message)
     await client.start()
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(server.serve())
+            tg.create_task(ns.server.serve())
             tg.create_task(client.keep_subscribed())
             tg.create_task(rt.serve_management())
             tg.create_task(rt.watchdog())
-            if heartbeat:
-                tg.create_task(send_heartbeats(rt, client, lambda _: _llns_status(holder)))
+            for link in links:
+                tg.create_task(_worker_link(rt, ns, link))
+            if rt.machine.role == "llns":
+                tg.create_task(send_heartbeats(rt, client, lambda _: _llns_status(ns.holder)))
     finally:
         client.close()
+        for link in links:
+            link.close()
+
+
+async def worker_main(rt: Runtime, link: Link) -> None:
+    """A worker process: DNS only, maps and reloads from the parent."""
+    ns = Nameserver(rt)
+    await link.open()
+
+    async def from_parent() -> None:
+        while True:
+            try:
+                kind, body = await link.receive()
+            except EOFError:
+                raise RuntimeError("parent gone") from None
+            if kind == b"M":
+                ns.offer(body, persist=False)
+            elif kind == b"R":
+                rt.reload()
+
+    async def stats() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            link.send(b"S", encode_stats(ns.server.stats.snapshot()))
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(ns.server.serve())
+            tg.create_task(from_parent())
+            tg.create_task(stats())
+    finally:
+        with contextlib.suppress(Exception):
+            link.close()
 
 
 def _llns_status(holder: MapHolder[AnyMap]) -> tuple[bool, float, str]:
     # an LLNS with no map cannot answer: it says so instead of claiming health
     return holder.current is not None, 0.0, "" if holder.current else "no map"
-
-
-async def tlns_main(rt: Runtime) -> None:
-    await _serve(rt, TopLevelZone(rt.net), TopMap, heartbeat=False)
-
-
-async def llns_main(rt: Runtime) -> None:
-    await _serve(rt, LowLevelZone(rt.net, rt.machine.region), LowMap, heartbeat=True)

@@ -27,6 +27,7 @@ class MapHolder(Generic[M]):
         rt.on_reload(lambda net: setattr(self, "keys", net.mapper_keys()))
         self.path = rt.state_dir / f"lkg-{key}.map"
         self.current: M | None = None
+        self.current_bytes: bytes | None = None  # the signed map as received
         self.accepted = rt.counter("akacdn_maps_accepted", "Maps accepted", ("map",))
         self.refused = rt.counter("akacdn_maps_refused", "Maps refused", ("map", "reason"))
         self.version = rt.gauge("akacdn_map_version_seq", "Sequence of the map in use", ("map",))
@@ -42,9 +43,10 @@ class MapHolder(Generic[M]):
             self.rt.record("lkg_map_unusable", map=self.key, path=str(self.path))
         return ok
 
-    def offer(self, data: bytes) -> bool:
-        """A signed map arrived over messaging; True when it became the current map."""
-        return self._take(data, persist=True, source="messaging")
+    def offer(self, data: bytes, persist: bool = True) -> bool:
+        """A signed map arrived (over messaging, or from the parent process of a worker);
+        True when it became the current map."""
+        return self._take(data, persist=persist, source="messaging" if persist else "parent")
 
     def _take(self, data: bytes, *, persist: bool, source: str) -> bool:
         try:
@@ -63,6 +65,7 @@ class MapHolder(Generic[M]):
         if persist:
             atomic_write(self.path, data)
         self.current = m
+        self.current_bytes = data
         self.accepted.labels(self.key).inc()
         self.term.labels(self.key).set(m.version[0])
         self.version.labels(self.key).set(m.version[1])
