@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-DEBS   := dnsutils unbound curl procps iproute2
+DEBS   := dnsutils unbound pdns-recursor curl procps iproute2
 
 .PHONY: help run test test-unit test-integration deps venv clean
 

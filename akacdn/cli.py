@@ -85,10 +85,18 @@ def run_devnet(args: argparse.Namespace) -> int:
         lay = type(lay)(lay.net, lay.dns_port, args.http_port)
     dn = Devnet(Path(args.dir).resolve(), lay)
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+
+    def on_sigterm(*_: object) -> None:
+        if dn.procs and not stop and not started:
+            raise KeyboardInterrupt  # still starting: stop at once
+        stop.append(1)
+
+    started = []
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         print(f"starting devnet in {dn.dir} (DNS port {lay.dns_port}, HTTP port {lay.http_port}) ...", flush=True)
         dn.start(timeout=args.timeout)
+        started.append(1)
         print(hints(dn), flush=True)
         while not stop:
             for name, code in dn.exited().items():

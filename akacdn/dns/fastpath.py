@@ -8,14 +8,17 @@ bytes after the ID; a later identical query is answered by patching in its ID.
 
 Values are the reply after its ID: `bytes` when the reply is the same for every
 source, or a dict bucket -> bytes when it depends on the source's bucket. Queries with
-upper-case letters (0x20 randomisation) are stored under the lower-cased key with a
-lower-cased question, and answered by splicing the query's own question back in.
+upper-case letters (0x20 randomisation) are stored under the key with the question
+name lower-cased (only the name: other bytes keep their case), and answered by splicing
+the query's own question back in. Questions with compression pointers are never kept.
 The cache holds at most `max_entries` keys; when full it is cleared (counted).
 """
 
 from __future__ import annotations
 
 import socket
+
+from .query import plain_question_length
 
 Entry = bytes | dict[bytes, bytes]
 
@@ -29,14 +32,11 @@ def bucket_of(source: str) -> bytes:
     return socket.inet_pton(socket.AF_INET, source)[:3]
 
 
-def question_length(data: bytes) -> int:
-    """Length of the first question (name + type + class) of a well-formed query."""
-    i = 12
-    n = data[i]
-    while n:
-        i += n + 1
-        n = data[i]
-    return i + 5 - 12
+def _lower_name(key: bytes, qlen: int) -> bytes:
+    """The key (query after its ID) with only the question name lower-cased: the
+    letters in other fields (a client-subnet address, a type number) stay as they are."""
+    end = 10 + qlen - 4
+    return key[:10] + key[10:end].lower() + key[end:]
 
 
 class AnswerCache:
@@ -54,7 +54,10 @@ class AnswerCache:
         v = self.entries.get(key)
         splice = False
         if v is None:
-            low = key.lower()
+            qlen = plain_question_length(data)
+            if qlen is None:
+                return None
+            low = _lower_name(key, qlen)
             if low == key:
                 return None
             v = self.entries.get(low)
@@ -66,20 +69,19 @@ class AnswerCache:
             if v is None:
                 return None
         if splice:
-            qlen = question_length(data)
             return data[:2] + v[:10] + data[12 : 12 + qlen] + v[10 + qlen :]  # type: ignore[index]
         return data[:2] + v  # type: ignore[operator]
 
     def store(self, data: bytes, bucket: bytes, reply: bytes, varies: str) -> None:
         """Keep a slow-path reply for identical queries ("source"-varying ones are never kept)."""
-        if varies == "source" or len(data) < 12:
-            return
+        qlen = plain_question_length(data)
+        if varies == "source" or qlen is None:
+            return  # a question with compression pointers is never kept
         key = data[2:]
-        low = key.lower()
+        low = _lower_name(key, qlen)
         body = reply[2:]
         if low != key:
-            qlen = question_length(data)
-            body = body[:10] + body[10 : 10 + qlen].lower() + body[10 + qlen :]
+            body = _lower_name(body, qlen)
             key = low
         if len(self.entries) >= self.max_entries:
             self.entries.clear()

@@ -24,8 +24,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from ..runtime import Runtime
-from .fastpath import AnswerCache, bucket_of, question_length
-from .rrl import DROP, SEND, RateLimiter, truncated
+from .fastpath import AnswerCache, bucket_of
+from .rrl import DROP, SEND, RateLimiter, rrl_key, truncated
 from .udp import BATCH as UDP_BATCH
 from .udp import UdpBatch
 from .wire import CACHEABLE, AnswerFn, respond
@@ -111,18 +111,16 @@ class DnsServer:
         out = self.cache.lookup(data, bucket)
         if out is not None:
             self.stats.replies[("cached", "udp")] += 1
-            key = data[2:]
         else:
             out = self.slow(data, source, "udp", 512)
             if out is None:
                 return None
-            key = b"nxdomain" if len(out) > 3 and out[3] & 0xF == 3 else data[2:]
         rrl = self.rrl
-        if rrl is not None:
-            action = rrl.check(bucket, key, self._second)
+        if rrl is not None and out[4:6] == b"\x00\x01":  # header-only errors carry nothing to reflect
+            action = rrl.check(bucket, rrl_key(out), self._second)
             if action != SEND:
                 self.stats.rrl["drop" if action == DROP else "slip"] += 1
-                return None if action == DROP else truncated(data, question_length(data))
+                return None if action == DROP else truncated(out)
         return out
 
     # UDP ------------------------------------------------------------------------------
@@ -195,8 +193,11 @@ class DnsServer:
             writer.close()
             return
         self._tcp_open += 1
-        source = writer.get_extra_info("peername")[0]
         try:
+            peer = writer.get_extra_info("peername")
+            if not peer:  # reset before we got to it
+                return
+            source = peer[0]
             while True:
                 async with asyncio.timeout(self.rt.net.dns.tcp_idle):
                     (n,) = struct.unpack("!H", await reader.readexactly(2))
@@ -206,7 +207,7 @@ class DnsServer:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
                 await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             self._tcp_open -= 1

@@ -122,6 +122,28 @@ class UdpBatch:
         n = _LIBC.recvmmsg(self.fd, self._rmsgs, BATCH, MSG_DONTWAIT, None)
         if n <= 0:
             return 0, 0
+        pack = _U64.pack_into
+        j = hits = 0
+        try:
+            j, hits = self._answer(n, entries, slow, direct)
+        finally:
+            if j:
+                sent = _LIBC.sendmmsg(self.fd, self._smsgs, j, 0)
+                if sent < j:
+                    self.errors += j - max(sent, 0)
+            if j != n:  # some slot was re-addressed (or an error struck): restore them all
+                for k in range(n):
+                    pack(self._sm, k * _SIZE, self._name_base + k * NAME)
+        return n, hits
+
+    def _answer(
+        self,
+        n: int,
+        entries: dict[bytes, bytes | dict[bytes, bytes]],
+        slow: Callable[[bytes, str, bytes], bytes | None],
+        direct: bool,
+    ) -> tuple[int, int]:
+        """Fill send slots for n received queries; (slots filled, cache hits)."""
         rm, rview, sview, nview, siovm, sm = self._rm, self._rview, self._sview, self._nview, self._siovm, self._sm
         b0, b1 = self.bucket_at
         unpack, pack = _U32.unpack_from, _U64.pack_into
@@ -141,7 +163,11 @@ class UdpBatch:
                 sview[out_off + 2 : out_off + size] = v  # type: ignore[index]
             else:
                 bucket = nview[i * NAME + b0 : i * NAME + b1].tobytes()
-                reply = slow(rview[off : off + ln].tobytes(), self.source(i), bucket)
+                try:
+                    reply = slow(rview[off : off + ln].tobytes(), self.source(i), bucket)
+                except Exception:  # never lose the rest of the batch to one query
+                    self.errors += 1
+                    reply = None
                 if reply is None:
                     continue
                 size = len(reply)
@@ -150,11 +176,4 @@ class UdpBatch:
             if j != i:  # a query before this one got no reply: address this slot by hand
                 pack(sm, j * _SIZE, self._name_base + i * NAME)
             j += 1
-        if j:
-            sent = _LIBC.sendmmsg(self.fd, self._smsgs, j, 0)
-            if sent < j:
-                self.errors += j - max(sent, 0)
-            if j != n:  # restore the default addressing for the next batch
-                for k in range(j):
-                    pack(sm, k * _SIZE, self._name_base + k * NAME)
-        return n, hits
+        return j, hits

@@ -3,14 +3,18 @@
 validate -> EDNS (version, NSID, ECS) -> CHAOS -> zone answer -> OPT -> truncate.
 
 Error contract: `respond(data, source, answer, identity, max_udp)` never raises.
-Undecodable bytes (and names dnslib reads but cannot write back) get FORMERR when a
-12-byte header is there to answer to, and are dropped otherwise; responses (QR=1) are
-dropped; other opcodes get NOTIMP; anything but one question gets FORMERR; EDNS
-version > 0 gets BADVERS; a malformed client-subnet option gets FORMERR; any
-unexpected exception in the answer logic becomes SERVFAIL (kind "bug"). Every reply
-has AA per the zone, RA=0, RD and CD copied, the question kept, and an OPT record
-(buffer 1232, NSID and client-subnet when asked) when the query had one; a UDP reply
-too big for the client's buffer goes out with TC=1, question and OPT kept.
+Fewer than 12 bytes, and responses (QR=1), are dropped. A message `query.parse_query`
+refuses (see there: trailing bytes, a misplaced or second OPT, a truncated option...)
+gets a header-only FORMERR. Then, in order: EDNS version > 0 gets BADVERS; other
+opcodes get NOTIMP; anything but one question, or a malformed client-subnet option,
+gets FORMERR; any unexpected exception in the answer logic becomes SERVFAIL (kind
+"bug"). Deliberately lenient: the contents of records other than the question and the
+OPT (their RDATA is skipped by length), and EDNS options we do not use (EDE, padding).
+Deliberately strict: a compression pointer into the header (no name lives there).
+Every reply has AA per the zone, RA=0, RD and CD copied, the question kept, and an OPT
+record (buffer 1232, DO copied, NSID and client-subnet when asked) when the query had
+one; a UDP reply too big for the client's buffer goes out with TC=1, question and OPT
+kept.
 
 `Reply.varies` tells the fast path what the reply depends on beyond the query bytes:
 "none", "bucket" (the source's /24 or /56) or "source" (exact address: not cached).
@@ -23,9 +27,10 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
-from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, TXT, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
+from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, TXT, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
 
 from .ecs import ECS_CODE, NSID_CODE, ClientSubnet, EcsError, ecs_reply, parse_ecs
+from .query import QueryError, parse_query
 
 EDNS_BUFFER = 1232
 BADVERS = 16
@@ -74,22 +79,18 @@ def _header_only(data: bytes, rcode: int) -> bytes | None:
     qid, flags = struct.unpack("!HH", data[:4])
     if flags & 0x8000:
         return None  # never answer a response
-    rd = flags & 0x0100
-    return struct.pack("!HHHHHH", qid, 0x8000 | rd | (flags & 0x7800) | rcode, 0, 0, 0, 0)
+    keep = flags & (0x7800 | 0x0100 | 0x0010)  # opcode, RD, CD
+    return struct.pack("!HHHHHH", qid, 0x8000 | keep | rcode, 0, 0, 0, 0)
 
 
-def _opt(req: DNSRecord) -> RR | None:
-    for rr in req.ar:
-        if rr.rtype == QTYPE.OPT:
-            return rr
-    return None
+_CHAOS = {b"hostname.bind": "identity", b"id.server": "identity", b"version.bind": VERSION, b"version.server": VERSION}
 
 
 def _chaos(q: DNSQuestion, identity: str) -> Answer:
-    name = str(q.qname).lower().rstrip(".")
-    texts = {"hostname.bind": identity, "id.server": identity, "version.bind": VERSION, "version.server": VERSION}
-    if name in texts and q.qtype in (QTYPE.TXT, QTYPE.ANY):
-        rr = RR(q.qname, QTYPE.TXT, CLASS.CH, 0, TXT(texts[name]))
+    name = b".".join(q.qname.label).lower()
+    text = _CHAOS.get(name)
+    if text is not None and q.qtype in (QTYPE.TXT, QTYPE.ANY):
+        rr = RR(q.qname, QTYPE.TXT, CLASS.CH, 0, TXT(identity if text == "identity" else text))
         return Answer(RCODE.NOERROR, True, [rr], [], [], "chaos")
     return refused()
 
@@ -105,47 +106,50 @@ def respond(data: bytes, source: str, answer: AnswerFn, identity: str, max_udp: 
 
 
 def _respond(data: bytes, source: str, answer: AnswerFn, identity: str, max_udp: int | None) -> Reply:
-    try:
-        req = DNSRecord.parse(data)
-    except Exception:  # dnslib raises DNSError and others (IndexError, UnicodeError...)
-        return Reply(_header_only(data, RCODE.FORMERR), "formerr")
-    h = req.header
-    if h.qr:
+    if len(data) < 12:
+        return Reply(None, "runt")  # nothing to answer to
+    if data[2] & 0x80:
         return Reply(None, "response_dropped")
-    opt = _opt(req)
-    reply = DNSRecord(DNSHeader(id=h.id, qr=1, opcode=h.opcode, aa=0, ra=0, rd=h.rd, cd=h.cd))
-    reply.questions = list(req.questions)
+    try:
+        query = parse_query(data)
+    except QueryError:
+        return Reply(_header_only(data, RCODE.FORMERR), "formerr")
+    flags = query.flags
+    opcode = (flags >> 11) & 0xF
+    header = DNSHeader(id=query.id, qr=1, opcode=opcode, aa=0, ra=0, rd=(flags >> 8) & 1, cd=(flags >> 4) & 1)
+    reply = DNSRecord(header)
+    q = DNSQuestion(DNSLabel(list(query.labels)), query.qtype, query.qclass)
+    if query.qdcount == 1:
+        reply.questions = [q]
+    opt = query.edns
+    edns_flags = "do" if opt is not None and opt.do else ""
 
     def done(rcode: int, kind: str) -> Reply:
-        reply.header.rcode = rcode
-        reply.ar = [EDNS0(udp_len=EDNS_BUFFER)] if opt is not None else []
+        reply.header.rcode = rcode & 0xF
+        reply.ar = [EDNS0(udp_len=EDNS_BUFFER, flags=edns_flags, ext_rcode=rcode >> 4)] if opt is not None else []
         return Reply(bytes(reply.pack()), kind)
 
-    if h.opcode != 0:
+    if opt is not None and opt.version > 0:
+        return done(BADVERS, "badvers")
+    if opcode != 0:  # other opcodes have their own rules about questions: not ours to judge
         return done(RCODE.NOTIMP, "notimp")
-    if len(req.questions) != 1 or sum(1 for rr in req.ar if rr.rtype == QTYPE.OPT) > 1:
+    if query.qdcount != 1:
         return done(RCODE.FORMERR, "formerr")
     options: list[EDNSOption] = []
     subnet: ClientSubnet | None = None
     ecs_asked = None
-    if opt is not None:
-        if (opt.ttl >> 16) & 0xFF > 0:
-            reply.ar = [EDNS0(udp_len=EDNS_BUFFER, ext_rcode=BADVERS >> 4)]
-            reply.header.rcode = BADVERS & 0xF
-            return Reply(bytes(reply.pack()), "badvers")
-        for o in opt.rdata or []:
-            if o.code == ECS_CODE:
-                if ecs_asked is not None:
-                    return done(RCODE.FORMERR, "formerr")
-                try:
-                    ecs_asked = parse_ecs(bytes(o.data))
-                except EcsError:
-                    return done(RCODE.FORMERR, "formerr")
-            elif o.code == NSID_CODE:
-                options.append(EDNSOption(NSID_CODE, identity.encode()))
-        if ecs_asked is not None and ecs_asked.source > 0:
-            subnet = ecs_asked
-    q = req.questions[0]
+    for code, value in opt.options if opt is not None else ():
+        if code == ECS_CODE:
+            if ecs_asked is not None:
+                return done(RCODE.FORMERR, "formerr")
+            try:
+                ecs_asked = parse_ecs(value)
+            except EcsError:
+                return done(RCODE.FORMERR, "formerr")
+        elif code == NSID_CODE:  # RFC 5001: the payload of a query's NSID is ignored
+            options.append(EDNSOption(NSID_CODE, identity.encode()))
+    if ecs_asked is not None and ecs_asked.source > 0:
+        subnet = ecs_asked
     try:
         if q.qclass == CLASS.CH:
             a = _chaos(q, identity)
@@ -161,13 +165,16 @@ def _respond(data: bytes, source: str, answer: AnswerFn, identity: str, max_udp:
     reply.header.aa = int(a.aa)
     reply.rr = list(a.answer)
     reply.auth = list(a.authority)
-    edns = [EDNS0(udp_len=EDNS_BUFFER, opts=options)] if opt is not None else []
+    edns = [EDNS0(udp_len=EDNS_BUFFER, flags=edns_flags, opts=options)] if opt is not None else []
     reply.ar = list(a.additional) + edns
     wire = bytes(reply.pack())
     if max_udp is not None:
-        limit = max(512, min(opt.rclass, EDNS_BUFFER)) if opt is not None else 512
+        limit = max(512, min(opt.payload, EDNS_BUFFER)) if opt is not None else 512
         if len(wire) > limit:
             reply.rr, reply.auth, reply.ar = [], [], edns
             reply.header.tc = 1
             wire = bytes(reply.pack())
-    return Reply(wire, a.kind, "none" if subnet is not None and a.varies == "bucket" else a.varies)
+    varies = "none" if subnet is not None and a.varies == "bucket" else a.varies
+    if not query.plain_name:
+        varies = "source"  # a compressed question: never keep it in the answer cache
+    return Reply(wire, a.kind, varies)

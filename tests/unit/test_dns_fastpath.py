@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from akacdn.config import Network
 from akacdn.dns.ecs import ClientSubnet, EcsError, ecs_reply, parse_ecs
-from akacdn.dns.fastpath import AnswerCache, bucket_of, question_length
+from akacdn.dns.fastpath import AnswerCache, bucket_of
 from akacdn.dns.lowlevel import LowLevelZone
+from akacdn.dns.query import QueryError, parse_query, plain_question_length
 from akacdn.dns.rrl import DROP, SEND, SLIP, RateLimiter, truncated
 from akacdn.dns.toplevel import TopLevelZone
 from akacdn.dns.udp import UdpBatch
@@ -210,7 +211,7 @@ def test_cache_never_keeps_source_specific_answers_and_is_bounded() -> None:
 @given(st.lists(st.text(alphabet="abcxyz0123456789-", min_size=1, max_size=20), min_size=1, max_size=5))
 def test_question_length(labels: list[str]) -> None:
     name = ".".join(labels)
-    assert question_length(wire(name)) == len(name) + 2 + 4
+    assert plain_question_length(wire(name)) == len(name) + 2 + 4
 
 
 # --- RRL -------------------------------------------------------------------------------------
@@ -231,11 +232,17 @@ def test_rrl_without_slip_drops_and_fails_open_when_full() -> None:
     assert rrl.check(b"b", b"q", 1) == SEND  # table full: new keys pass
 
 
-def test_truncated_reply_keeps_id_question_and_sets_tc() -> None:
-    q = wire("a123.g.akacdn.test", qid=0x1234)
-    m = dns.message.from_wire(truncated(q, question_length(q)))
-    assert m.id == 0x1234 and m.flags & dns.flags.TC and m.flags & dns.flags.QR
+def test_truncated_reply_keeps_id_flags_question_and_opt(net: Network) -> None:
+    _, llns = zones(net)
+    q = dns.message.make_query(f"a123.g.{BASE}", "A", use_edns=0, options=[dns.edns.GenericOption(3, b"")])
+    q.id, q.flags = 0x1234, q.flags | dns.flags.CD
+    full = respond(q.to_wire(), "127.0.0.1", llns.answer, "r1-llns", 512).data
+    m = dns.message.from_wire(truncated(full))  # type: ignore[arg-type]
+    assert m.id == 0x1234 and m.flags & dns.flags.TC and m.flags & dns.flags.QR and m.flags & dns.flags.CD
+    assert m.flags & dns.flags.AA and m.rcode() == dns.rcode.NOERROR
     assert m.question[0].name.to_text() == "a123.g.akacdn.test." and not m.answer
+    assert m.edns == 0 and m.payload == 1232 and any(o.otype == 3 for o in m.options)  # OPT kept, NSID too
+    assert truncated(b"\x00\x01\x81\x01" + bytes(8)) is None  # a header-only error has nothing to keep
 
 
 # --- the batched UDP engine, on real sockets -------------------------------------------------
@@ -273,3 +280,73 @@ def test_batch_answers_from_cache_and_slow_path_and_skips_drops() -> None:
         client.recv(100)  # the dropped ones got nothing
     server.close()
     client.close()
+
+
+# --- the strict query parser -------------------------------------------------------------------
+
+Q = dns.message.make_query("a123.g.akacdn.test", "A").to_wire()
+OPT_RR = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00"  # root, OPT, 1232, ttl 0 (then rdlen, rdata)
+
+
+def with_additional(records: bytes, count: int, base: bytes = Q) -> bytes:
+    return base[:10] + struct.pack("!H", count) + base[12:] + records
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (Q + b"\x00", "trailing bytes"),
+        (with_additional(OPT_RR + b"\x00\x00" + OPT_RR + b"\x00\x00", 2), "two OPT records"),
+        (with_additional(b"\x01x" + OPT_RR[1:] + b"\x00\x00", 1), "OPT owned by a name"),
+        (with_additional(OPT_RR + b"\x00\x02\x00\x08", 1), "truncated option header"),
+        (with_additional(OPT_RR + b"\x00\x08\x00\x0a\x00\x0a\x00\x00\x00\x00\x00\x00\x00\x00", 1),
+         "option longer than the record"),
+        (with_additional(OPT_RR + b"\x00\x07\x00\x0a\x00\x03abc", 1), "malformed cookie"),
+        (bytes.fromhex("066801000001000000000000c00000060001"), "pointer into the header"),
+        (bytes.fromhex("beef01000001000000000000c00c00010001"), "pointer to itself"),
+        (Q[:-2], "truncated question"),
+    ],
+)  # fmt: skip
+def test_parse_query_refuses(data: bytes, why: str) -> None:
+    with pytest.raises(QueryError):
+        parse_query(data)
+
+
+def test_parse_query_accepts_what_dnslib_would_not() -> None:
+    name = b"\x01\xff\x04a123\x01g\x06akacdn\x04test\x00"
+    raw = bytes.fromhex("beef01000001000000000001") + name + b"\x00\x01\x00\x01"
+    raw += b"\x00\xff\x00\x00\x01\x00\x00\x00\x00\x00\x00"  # an empty type-65280 record
+    got = parse_query(raw)
+    assert got.labels[0] == b"\xff" and got.qtype == 1 and got.plain_name and got.edns is None
+
+
+def test_non_utf8_label_under_our_zone_is_nxdomain(net: Network) -> None:
+    _, llns = zones(net)
+    name = b"\x01\xff\x04a123\x01g\x06akacdn\x04test\x00"
+    raw = bytes.fromhex("beef01000001000000000000") + name + b"\x00\x01\x00\x01"
+    m = dns.message.from_wire(respond(raw, "127.0.0.1", llns.answer, "t", 512).data)  # type: ignore[arg-type]
+    assert m.rcode() == dns.rcode.NXDOMAIN
+
+
+def test_nsid_alone_and_cd_in_errors(net: Network) -> None:
+    _, llns = zones(net)
+    q = dns.message.make_query(f"a123.g.{BASE}", "A", use_edns=0, options=[dns.edns.GenericOption(3, b"")])
+    m = dns.message.from_wire(respond(q.to_wire(), "127.0.0.1", llns.answer, "r1-llns", 512).data)  # type: ignore[arg-type]
+    assert [o.nsid for o in m.options if o.otype == 3] == [b"r1-llns"]
+    bad = respond(bytes.fromhex("beef01100001000000000000"), "127.0.0.1", llns.answer, "t", 512).data
+    assert bad is not None and bad[3] & 0x10  # CD copied into a header-only FORMERR
+
+
+def test_cache_does_not_confuse_client_subnets_that_differ_in_letter_case(net: Network) -> None:
+    _, llns = zones(net)
+    cache = AnswerCache()
+
+    def query(subnet: str) -> bytes:
+        return dns.message.make_query(f"a123.g.{BASE}", "A", use_edns=0,
+                                      options=[dns.edns.ECSOption.from_text(subnet)]).to_wire()  # fmt: skip
+
+    upper = query("65.1.2.0/24")  # 0x41 is "A": lower-casing it would make 97.1.2.0
+    lower = query("97.1.2.0/24")
+    r = respond(lower, "127.0.0.1", llns.answer, "t", 512)
+    cache.store(lower, b"\x7f\x00\x00", r.data, r.varies)  # type: ignore[arg-type]
+    assert cache.lookup(upper, b"\x7f\x00\x00") is None
