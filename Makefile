@@ -8,12 +8,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEBS   := dnsutils unbound pdns-recursor curl procps iproute2
 
-.PHONY: help run test test-unit test-integration deps venv clean
+BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: help run test test-unit test-integration deps venv clean bench bench-deps bench-dns
 
 help:
 	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
 	@echo "make test   install what is needed and run every test"
 	@echo "make test-unit | test-integration   run one kind of test"
+	@echo "make bench  run every benchmark (now: bench-dns); results in bench/results/"
+	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
 	@echo "make clean  remove the venv and run/ state"
 
 # Debian packages: installed with apt-get when root and missing; otherwise say what is needed.
@@ -42,8 +46,8 @@ run: deps venv
 	$(BIN)/akacdn devnet
 
 test: deps venv
-	$(BIN)/ruff check akacdn tests
-	$(BIN)/ruff format --check akacdn tests
+	$(BIN)/ruff check akacdn tests bench
+	$(BIN)/ruff format --check akacdn tests bench
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-unit: venv
@@ -51,6 +55,20 @@ test-unit: venv
 
 test-integration: deps venv
 	$(BIN)/pytest -q tests/integration
+
+# benchmarks: the venv plus the `bench` extra (matplotlib); each bench script installs its
+# own Debian packages (dnsperf, nsd, knot) when root, keeping their system services stopped
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
+	rm -f $(VENV)/.bench-*
+	touch $@
+
+bench-deps: deps $(BENCH_STAMP)
+
+bench: bench-dns
+
+bench-dns: bench-deps
+	$(BIN)/python -m bench.dns.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) run *.egg-info

@@ -16,15 +16,18 @@ Answers are cached per (region, serial) until the next map arrives.
 
 from __future__ import annotations
 
-from dnslib import AAAA, NS, QTYPE, RCODE, RR, A, DNSQuestion
+import socket
+
+from dnslib import NS, QTYPE, RCODE, RR, DNSQuestion
 
 from ..config import Network
 from ..mapping.assign import servers_for_serial
 from ..mapping.maps import LowMap, Server
 from ..mapping.routing import ClientRoutes
+from .packed import Packed, owned_by_question
 from .toplevel import ns_names, whoami
 from .wire import Answer, Client, refused
-from .zone import below, nodata, nxdomain, origin_labels, scope_for, servfail, soa_rr
+from .zone import Soa, below, nodata, nxdomain, origin_labels, scope_for, servfail
 
 
 class LowLevelZone:
@@ -34,6 +37,8 @@ class LowLevelZone:
         self.routes = ClientRoutes(())
         self._servers: dict[tuple[str, int], list[Server]] = {}
         self._orders: dict[str, list[str]] = {}
+        # (type, id of a list in _servers) -> packed answer; cleared with _servers
+        self._packed: dict[tuple[int, int], Packed] = {}
         self.configure(net)
 
     def configure(self, net: Network) -> None:
@@ -46,11 +51,12 @@ class LowLevelZone:
         self._set_soa()
         self._orders.clear()
         self._servers.clear()
+        self._packed.clear()
 
     def _set_soa(self) -> None:
         serial = self.low.version[1] if self.low else 1
         self.soas = {
-            sub: soa_rr(f"{sub}.{self.net.base_domain}", self.ns[sub][0], self.net.ttl.negative, serial)
+            sub: Soa(f"{sub}.{self.net.base_domain}", self.ns[sub][0], self.net.ttl.negative, serial)
             for sub in self.zones
         }
 
@@ -60,6 +66,7 @@ class LowLevelZone:
         self._set_soa()
         self._servers.clear()
         self._orders.clear()
+        self._packed.clear()
 
     def _order(self, target: str) -> list[str]:
         """Regions to try for clients whose best region is `target`, best first."""
@@ -105,7 +112,7 @@ class LowLevelZone:
         qt, soa = q.qtype, self.soas[sub]
         if rel == ():
             if qt in (QTYPE.SOA, QTYPE.ANY):  # RFC 8482: one RRset for ANY
-                return Answer(RCODE.NOERROR, True, [soa], [], [], "answer")
+                return Answer(RCODE.NOERROR, True, [soa.rr], [], [], "answer")
             if qt == QTYPE.NS:
                 ttl, zone = self.net.ttl.referral, f"{sub}.{self.net.base_domain}"
                 rrs = [RR(zone, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in self.ns[sub]]
@@ -120,7 +127,7 @@ class LowLevelZone:
                 return self._serial(serial, q, client, soa)
         return nxdomain(soa)
 
-    def _serial(self, serial: int, q: DNSQuestion, client: Client, soa: RR) -> Answer:
+    def _serial(self, serial: int, q: DNSQuestion, client: Client, soa: Soa) -> Answer:
         if self.low is None:
             return servfail("no_map")
         qt = q.qtype
@@ -131,11 +138,15 @@ class LowLevelZone:
             return servfail("no_servers")
         scope = scope_for(client, 24) if routed else 0
         varies = "bucket" if routed and client.subnet is None else "none"
-        ttl = self.net.ttl.answer
-        if qt == QTYPE.AAAA:
-            rrs = [RR(q.qname, QTYPE.AAAA, ttl=ttl, rdata=AAAA(s.address6)) for s in servers if s.address6]
-        else:  # A, and ANY answered with the A RRset alone (RFC 8482)
-            rrs = [RR(q.qname, QTYPE.A, ttl=ttl, rdata=A(s.address)) for s in servers]
-        if not rrs:
-            return Answer(RCODE.NOERROR, True, [], [soa], [], "nodata", scope, varies)
-        return Answer(RCODE.NOERROR, True, rrs, [], [], "answer", scope, varies)
+        rtype = QTYPE.AAAA if qt == QTYPE.AAAA else QTYPE.A  # ANY: the A RRset alone (RFC 8482)
+        packed = self._packed.get((rtype, id(servers)))
+        if packed is None:
+            if rtype == QTYPE.AAAA:
+                rdatas = [socket.inet_pton(socket.AF_INET6, s.address6) for s in servers if s.address6]
+            else:
+                rdatas = [socket.inet_aton(s.address) for s in servers]
+            packed = owned_by_question(rtype, self.net.ttl.answer, rdatas) if rdatas else soa.packed
+            self._packed[(rtype, id(servers))] = packed
+        if packed is soa.packed:
+            return Answer(RCODE.NOERROR, True, [], [soa.rr], [], "nodata", scope, varies, packed)
+        return Answer(RCODE.NOERROR, True, [], [], [], "answer", scope, varies, packed)

@@ -11,6 +11,7 @@ client route names first, then regions ranked per client.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from dnslib import AAAA, NS, QTYPE, RCODE, RR, A, DNSQuestion
 
@@ -18,8 +19,9 @@ from ..config import Network
 from ..mapping.assign import client_bucket, nameservers_for_client
 from ..mapping.maps import TopMap
 from ..mapping.routing import ClientRoutes
+from .packed import Packed, owned_by_question, pack_records
 from .wire import Answer, Client, refused
-from .zone import NS_LETTERS, below, nodata, nxdomain, origin_labels, scope_for, servfail, soa_rr
+from .zone import NS_LETTERS, Soa, below, nodata, nxdomain, origin_labels, scope_for, servfail
 
 MAP_SUBZONE = "g"
 
@@ -33,6 +35,7 @@ class TopLevelZone:
         self.top: TopMap | None = None
         self.routes = ClientRoutes(())
         self._referrals: dict[str, list[str]] = {}  # client bucket -> 8 LLNS addresses
+        self._packed_referrals: dict[tuple[str, tuple[str, ...]], Packed] = {}
         self.configure(net)
 
     def configure(self, net: Network) -> None:
@@ -45,13 +48,15 @@ class TopLevelZone:
         self.ns_labels = {f"n{i}{s}".encode(): i for s in net.map_subzones for i in range(8)}
         tlns = [m.address for m in net.by_role("tlns")]
         self.apex_ns = [(f"z{c}.{self.base}", tlns[i % len(tlns)]) for i, c in enumerate(NS_LETTERS)]
-        self.soa = soa_rr(self.base, self.apex_ns[0][0], net.ttl.negative, 1)
+        self.soa = Soa(self.base, self.apex_ns[0][0], net.ttl.negative, 1)
         self._referrals.clear()
+        self._packed_referrals.clear()
 
     def use_map(self, top: TopMap) -> None:
         self.top = top
         self.routes = ClientRoutes(top.clients)
         self._referrals.clear()
+        self._packed_referrals.clear()
 
     def llns_for(self, client: Client) -> list[str] | None:
         """The 8 LLNS addresses for a client (by its /24 or /56); None before any map."""
@@ -101,18 +106,25 @@ class TopLevelZone:
         addrs = self.llns_for(client)
         if not addrs:
             return servfail("no_map")
-        ttl = self.net.ttl.referral
-        zone = f"{sub}.{self.base}"
-        names = ns_names(sub, self.base)
-        ns = [RR(zone, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in names]
-        glue = [RR(n, QTYPE.A, ttl=ttl, rdata=A(a)) for n, a in zip(names, addrs, strict=False)]
+        key = (sub, tuple(addrs))
+        packed = self._packed_referrals.get(key)
+        if packed is None:
+            ttl = self.net.ttl.referral
+            zone = f"{sub}.{self.base}"
+            names = ns_names(sub, self.base)
+            ns = [RR(zone, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n in names]
+            glue = [RR(n, QTYPE.A, ttl=ttl, rdata=A(a)) for n, a in zip(names, addrs, strict=False)]
+            packed = pack_records([], ns, glue)
+            if len(self._packed_referrals) > 4096:
+                self._packed_referrals.clear()
+            self._packed_referrals[key] = packed
         varies = "none" if client.subnet else "bucket"
-        return Answer(RCODE.NOERROR, False, [], ns, glue, "referral", scope_for(client, 24), varies)
+        return Answer(RCODE.NOERROR, False, [], [], [], "referral", scope_for(client, 24), varies, packed)
 
     def _apex(self, qt: int) -> Answer:
         ttl = self.net.ttl.referral
         if qt in (QTYPE.SOA, QTYPE.ANY):  # RFC 8482: one RRset for ANY
-            return Answer(RCODE.NOERROR, True, [self.soa], [], [], "answer")
+            return Answer(RCODE.NOERROR, True, [self.soa.rr], [], [], "answer")
         if qt == QTYPE.NS:
             ns = [RR(self.base, QTYPE.NS, ttl=ttl, rdata=NS(n)) for n, _ in self.apex_ns]
             glue = [RR(n, QTYPE.A, ttl=ttl, rdata=A(a)) for n, a in self.apex_ns]
@@ -121,19 +133,19 @@ class TopLevelZone:
 
     def _address(self, q: DNSQuestion, addr: str, ttl: int, scope: int, varies: str) -> Answer:
         if q.qtype in (QTYPE.A, QTYPE.ANY):
-            rr = RR(q.qname, QTYPE.A, ttl=ttl, rdata=A(addr))
-            return Answer(RCODE.NOERROR, True, [rr], [], [], "answer", scope, varies)
+            packed = owned_by_question(QTYPE.A, ttl, [socket.inet_aton(addr)])
+            return Answer(RCODE.NOERROR, True, [], [], [], "answer", scope, varies, packed)
         return nodata(self.soa)
 
     def _whoami(self, q: DNSQuestion, client: Client) -> Answer:
         return whoami(q, client, self.soa)
 
 
-def whoami(q: DNSQuestion, client: Client, soa: RR) -> Answer:
+def whoami(q: DNSQuestion, client: Client, soa: Soa) -> Answer:
     """Answer the address the query came from (like whoami.akamai.net)."""
     v6 = ipaddress.ip_address(client.source).version == 6
     if q.qtype in ((QTYPE.AAAA if v6 else QTYPE.A), QTYPE.ANY):
         rdata = AAAA(client.source) if v6 else A(client.source)
         rr = RR(q.qname, QTYPE.AAAA if v6 else QTYPE.A, ttl=0, rdata=rdata)
         return Answer(RCODE.NOERROR, True, [rr], [], [], "whoami", 0, "source")
-    return Answer(RCODE.NOERROR, True, [], [soa], [], "nodata", 0, "source")
+    return Answer(RCODE.NOERROR, True, [], [soa.rr], [], "nodata", 0, "source")

@@ -30,7 +30,8 @@ from typing import NamedTuple
 from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, TXT, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
 
 from .ecs import ECS_CODE, NSID_CODE, ClientSubnet, EcsError, ecs_reply, parse_ecs
-from .query import QueryError, parse_query
+from .packed import Packed, opt_record, splice
+from .query import Query, QueryError, parse_query
 
 EDNS_BUFFER = 1232
 BADVERS = 16
@@ -58,6 +59,7 @@ class Answer(NamedTuple):
     kind: str  # for counters: answer, referral, nxdomain, nodata, refused, servfail...
     scope: int = 0  # ECS scope prefix length when the answer depends on the client subnet
     varies: str = "none"  # none | bucket | source (see module docstring)
+    packed: Packed | None = None  # the sections pre-packed (then the RR lists are not used)
 
 
 class Reply(NamedTuple):
@@ -116,15 +118,19 @@ def _respond(data: bytes, source: str, answer: AnswerFn, identity: str, max_udp:
         return Reply(_header_only(data, RCODE.FORMERR), "formerr")
     flags = query.flags
     opcode = (flags >> 11) & 0xF
-    header = DNSHeader(id=query.id, qr=1, opcode=opcode, aa=0, ra=0, rd=(flags >> 8) & 1, cd=(flags >> 4) & 1)
-    reply = DNSRecord(header)
     q = DNSQuestion(DNSLabel(list(query.labels)), query.qtype, query.qclass)
-    if query.qdcount == 1:
-        reply.questions = [q]
     opt = query.edns
     edns_flags = "do" if opt is not None and opt.do else ""
 
+    def dnslib_reply() -> DNSRecord:
+        header = DNSHeader(id=query.id, qr=1, opcode=opcode, aa=0, ra=0, rd=(flags >> 8) & 1, cd=(flags >> 4) & 1)
+        reply = DNSRecord(header)
+        if query.qdcount == 1:
+            reply.questions = [q]
+        return reply
+
     def done(rcode: int, kind: str) -> Reply:
+        reply = dnslib_reply()
         reply.header.rcode = rcode & 0xF
         reply.ar = [EDNS0(udp_len=EDNS_BUFFER, flags=edns_flags, ext_rcode=rcode >> 4)] if opt is not None else []
         return Reply(bytes(reply.pack()), kind)
@@ -161,6 +167,13 @@ def _respond(data: bytes, source: str, answer: AnswerFn, identity: str, max_udp:
         a = Answer(RCODE.SERVFAIL, False, [], [], [], "bug")
     if ecs_asked is not None:
         options.append(EDNSOption(ECS_CODE, ecs_reply(ecs_asked, a.scope if subnet else 0)))
+    varies = "none" if subnet is not None and a.varies == "bucket" else a.varies
+    if not query.plain_name:
+        varies = "source"  # a compressed question: never keep it in the answer cache
+    if a.packed is not None:
+        wire = _spliced(data, query, a, options, max_udp)
+        return Reply(wire, a.kind, varies)
+    reply = dnslib_reply()
     reply.header.rcode = a.rcode
     reply.header.aa = int(a.aa)
     reply.rr = list(a.answer)
@@ -174,7 +187,24 @@ def _respond(data: bytes, source: str, answer: AnswerFn, identity: str, max_udp:
             reply.rr, reply.auth, reply.ar = [], [], edns
             reply.header.tc = 1
             wire = bytes(reply.pack())
-    varies = "none" if subnet is not None and a.varies == "bucket" else a.varies
-    if not query.plain_name:
-        varies = "source"  # a compressed question: never keep it in the answer cache
     return Reply(wire, a.kind, varies)
+
+
+def _spliced(data: bytes, query: Query, a: Answer, options: list[EDNSOption], max_udp: int | None) -> bytes:
+    """The reply built by hand: header, the query's own question, pre-packed records, OPT."""
+    assert a.packed is not None
+    p, opt = a.packed, query.edns
+    question = data[12 : query.question_end]
+    edns = b""
+    if opt is not None:
+        edns = opt_record(EDNS_BUFFER, 0, opt.do, [(o.code, bytes(o.data)) for o in options])
+    flags = 0x8000 | (query.flags & 0x0110) | (0x0400 if a.aa else 0) | a.rcode  # RD, CD copied
+    more = 1 if edns else 0
+    head = struct.pack("!HHHHHH", query.id, flags, 1, p.answer, p.authority, p.additional + more)
+    wire = head + question + splice(p, len(question)) + edns
+    if max_udp is not None:
+        limit = max(512, min(opt.payload, EDNS_BUFFER)) if opt is not None else 512
+        if len(wire) > limit:
+            head = struct.pack("!HHHHHH", query.id, flags | 0x0200, 1, 0, 0, more)
+            wire = head + question + edns
+    return wire

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dnslib import QTYPE, RCODE, RR, SOA, DNSLabel
 
+from .packed import pack_records
 from .wire import Answer, Client
 
 NS_LETTERS = "abcdefgh"
@@ -31,12 +32,20 @@ def soa_rr(zone: str, mname: str, negative_ttl: int, serial: int) -> RR:
     )
 
 
-def nxdomain(soa: RR) -> Answer:
-    return Answer(RCODE.NXDOMAIN, True, [], [soa], [], "nxdomain")
+class Soa:
+    """A zone's SOA record, also pre-packed for the negative answers that carry it."""
+
+    def __init__(self, zone: str, mname: str, negative_ttl: int, serial: int) -> None:
+        self.rr = soa_rr(zone, mname, negative_ttl, serial)
+        self.packed = pack_records([], [self.rr], [])
 
 
-def nodata(soa: RR) -> Answer:
-    return Answer(RCODE.NOERROR, True, [], [soa], [], "nodata")
+def nxdomain(soa: Soa) -> Answer:
+    return Answer(RCODE.NXDOMAIN, True, [], [soa.rr], [], "nxdomain", packed=soa.packed)
+
+
+def nodata(soa: Soa) -> Answer:
+    return Answer(RCODE.NOERROR, True, [], [soa.rr], [], "nodata", packed=soa.packed)
 
 
 def servfail(kind: str) -> Answer:
