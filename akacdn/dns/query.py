@@ -7,8 +7,8 @@ UTF-8, empty RDATA). A query needs little: the header, one question, and the OPT
 record's fields and options; every other record is only checked for structure.
 
 `parse_query(data)` returns a `Query` or raises `QueryError` (answered FORMERR when a
-header is there to answer to). The question name may use compression pointers (only
-backwards, never into the header's ID, at most 127 of them); `Query.plain_name` says
+header is there to answer to). The question name may use compression pointers (each
+strictly before the name and the previous target, never into the header, at most 127); `Query.plain_name` says
 whether it used none, which is what the answer cache requires.
 """
 
@@ -18,7 +18,6 @@ import struct
 from typing import NamedTuple
 
 OPT, TSIG = 41, 250
-COOKIE = 10
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 
@@ -53,6 +52,7 @@ def _name(data: bytes, i: int) -> tuple[tuple[bytes, ...], int, bool]:
     end = -1
     hops = 0
     total = 0
+    limit = i  # a pointer must land before this: the name's start, then the last target
     while True:
         if i >= len(data):
             raise QueryError("name runs past the end")
@@ -67,8 +67,9 @@ def _name(data: bytes, i: int) -> tuple[tuple[bytes, ...], int, bool]:
             target = ((n & 0x3F) << 8) | data[i + 1]
             if end < 0:
                 end = i + 2
-            if target < 12 or target >= i:  # only backwards, never into the header
+            if target < 12 or target >= limit:  # strictly backwards, never into the header
                 raise QueryError("bad compression pointer")
+            limit = target
             hops += 1
             if hops > 127:
                 raise QueryError("pointer loop")
@@ -97,8 +98,6 @@ def _options(rdata: bytes) -> list[tuple[int, bytes]]:
         value = rdata[i + 4 : i + 4 + size]
         if len(value) != size:
             raise QueryError("EDNS option runs past the OPT record")
-        if code == COOKIE and not (size == 8 or 16 <= size <= 40):
-            raise QueryError("malformed cookie")
         out.append((code, value))
         i += 4 + size
     return out

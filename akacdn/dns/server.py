@@ -116,7 +116,8 @@ class DnsServer:
             if out is None:
                 return None
         rrl = self.rrl
-        if rrl is not None and out[4:6] == b"\x00\x01":  # header-only errors carry nothing to reflect
+        # only replies that carry data are limited: errors (FORMERR, NOTIMP...) are small
+        if rrl is not None and out[4:6] == b"\x00\x01" and out[3] & 0xF in (0, 3, 5):
             action = rrl.check(bucket, rrl_key(out), self._second)
             if action != SEND:
                 self.stats.rrl["drop" if action == DROP else "slip"] += 1

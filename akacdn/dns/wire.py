@@ -5,9 +5,9 @@ validate -> EDNS (version, NSID, ECS) -> CHAOS -> zone answer -> OPT -> truncate
 Error contract: `respond(data, source, answer, identity, max_udp)` never raises.
 Fewer than 12 bytes, and responses (QR=1), are dropped. A message `query.parse_query`
 refuses (see there: trailing bytes, a misplaced or second OPT, a truncated option...)
-gets a header-only FORMERR. Then, in order: EDNS version > 0 gets BADVERS; other
-opcodes get NOTIMP; anything but one question, or a malformed client-subnet option,
-gets FORMERR; any unexpected exception in the answer logic becomes SERVFAIL (kind
+gets a header-only FORMERR. Then, in order: EDNS version > 0 gets BADVERS; a malformed
+cookie (RFC 7873) gets FORMERR; other opcodes get NOTIMP; anything but one question, or a
+malformed client-subnet option, gets FORMERR; any unexpected exception in the answer logic becomes SERVFAIL (kind
 "bug"). Deliberately lenient: the contents of records other than the question and the
 OPT (their RDATA is skipped by length), and EDNS options we do not use (EDE, padding).
 Deliberately strict: a compression pointer into the header (no name lives there).
@@ -36,6 +36,7 @@ from .query import Query, QueryError, parse_query
 EDNS_BUFFER = 1232
 BADVERS = 16
 VERSION = "akacdn 0.1"
+COOKIE_CODE = 10
 CACHEABLE = frozenset({"answer", "referral", "nxdomain", "nodata", "chaos", "refused", "no_map"})
 
 
@@ -137,6 +138,8 @@ def _respond(data: bytes, source: str, answer: AnswerFn, identity: str, max_udp:
 
     if opt is not None and opt.version > 0:
         return done(BADVERS, "badvers")
+    if opt is not None and any(c == COOKIE_CODE and not (len(v) == 8 or 16 <= len(v) <= 40) for c, v in opt.options):
+        return done(RCODE.FORMERR, "formerr")  # RFC 7873: a malformed cookie
     if opcode != 0:  # other opcodes have their own rules about questions: not ours to judge
         return done(RCODE.NOTIMP, "notimp")
     if query.qdcount != 1:
