@@ -54,11 +54,12 @@ def default_layout(net: int = 0) -> Layout:
     return Layout(net, 53 if root else 5353, 80 if root else 8080)
 
 
-def machines(lay: Layout, mapper_pub: str) -> list[dict[str, object]]:
+def machines(lay: Layout, mapper_pub: str, tlns: int = 2, relays: int = 2) -> list[dict[str, object]]:
+    """The machine table of a devnet-shaped network (benchmarks use fewer TLNS and relays)."""
     out: list[dict[str, object]] = []
-    for i, a in enumerate(lay.tlns, 1):
+    for i, a in enumerate(lay.tlns[:tlns], 1):
         out.append({"id": f"tlns{i}", "role": "tlns", "address": a})
-    for i in (1, 2):
+    for i in range(1, relays + 1):
         out.append({"id": f"relay{i}", "role": "relay", "address": lay.addr(20, i)})
     out.append(
         {

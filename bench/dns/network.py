@@ -20,12 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from akacdn.config import ConfigError, Network, load_network
-from akacdn.devnet.network import Layout
+from akacdn.devnet.network import REGIONS, Layout
+from akacdn.devnet.network import machines as devnet_machines
 
 BASE_DOMAIN = "akacdn.test"
 NET = 77  # second octet: 127.77.x.y
-REGIONS = ("r1", "r2", "r3")
-EDGES_PER_REGION = 3
 CUSTOMERS = 1000
 TLNS_ID = "tlns1"
 LLNS_ID = "r1-llns"
@@ -36,22 +35,7 @@ def layout(dns_port: int = 53) -> Layout:
 
 
 def machines(lay: Layout, mapper_pub: str) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = [
-        {"id": TLNS_ID, "role": "tlns", "address": lay.tlns[0]},
-        {"id": "relay1", "role": "relay", "address": lay.addr(20, 1)},
-        {
-            "id": "mc1",
-            "role": "mapper",
-            "address": lay.addr(30, 1),
-            "public_key": mapper_pub,
-            "key_file": "keys/mc1.key",
-        },
-    ]
-    for r, region in enumerate(REGIONS, 1):
-        out.append({"id": f"{region}-llns", "role": "llns", "region": region, "address": lay.llns(r)})
-        for e in range(1, EDGES_PER_REGION + 1):
-            out.append({"id": f"{region}-e{e}", "role": "edge", "region": region, "address": lay.edge(r, e)})
-    return out
+    return devnet_machines(lay, mapper_pub, tlns=1, relays=1)
 
 
 def customers(count: int = CUSTOMERS) -> list[dict[str, object]]:
