@@ -74,6 +74,11 @@ class DnsSettings(_Strict):
     portable_udp: bool = False  # recvfrom/sendto instead of batched recvmmsg/sendmmsg
 
 
+class EdgeSettings(_Strict):
+    memory_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 2**20  # memory tier budget
+    disk_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 2**20  # disk tier budget (state dir)
+
+
 class ClientNetwork(_Strict):
     """A client network and the region that serves it best (from measurement or operator)."""
 
@@ -124,6 +129,7 @@ class NetworkFile(_Strict):
     ttl: TTLs = TTLs()
     timing: Timing = Timing()
     dns: DnsSettings = DnsSettings()
+    edge: EdgeSettings = EdgeSettings()
     map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
@@ -140,6 +146,7 @@ class Network(msgspec.Struct, frozen=True):
     ttl: TTLs
     timing: Timing
     dns: DnsSettings
+    edge: EdgeSettings
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
     message_key: bytes
@@ -301,6 +308,7 @@ def load_network(path: str | Path) -> Network:
         ttl=f.ttl,
         timing=f.timing,
         dns=f.dns,
+        edge=f.edge,
         map_subzones=tuple(f.map_subzones),
         client_networks=tuple(
             msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))

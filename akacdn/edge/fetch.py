@@ -75,6 +75,7 @@ class Fetcher:
                 body = await r.content.read(self.max_body + 1)
                 if len(body) > self.max_body:
                     raise OriginError("origin body over the size limit")
-                return OriginResponse(r.status, end_to_end(r.headers), body)
+                headers = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
+                return OriginResponse(r.status, headers, body)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise OriginError(f"{type(e).__name__}: {e}") from None

@@ -16,6 +16,7 @@ from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..runtime import Runtime
 from .customers import CustomerIndex
+from .disk import DiskStore
 from .fetch import Fetcher, OriginError
 from .policy import freshness
 from .store import CachedObject, MemoryStore
@@ -28,13 +29,18 @@ class Edge:
         self.rt = rt
         self.customers = CustomerIndex(rt.net)
         rt.on_reload(lambda net: setattr(self, "customers", CustomerIndex(net)))
-        self.store = MemoryStore()
+        self.store = MemoryStore(budget=rt.net.edge.memory_bytes)
+        self.disk = DiskStore(rt.state_dir / "cache", rt.net.edge.disk_bytes)
+        rt.record("cache_loaded", objects=self.disk.load(), dropped=self.disk.dropped)
         self.via = f"1.1 {rt.machine.id} (akacdn)"
         self.fetcher = Fetcher(self.via)
         self.requests = rt.counter("akacdn_edge_requests", "Requests by outcome", ("outcome",))
         self.refused = rt.counter("akacdn_edge_refused", "Requests refused", ("reason",))
         self.objects = rt.gauge("akacdn_edge_cache_objects", "Objects in the memory store")
         self.bytes = rt.gauge("akacdn_edge_cache_bytes", "Bytes in the memory store")
+        self.disk_errors = rt.counter("akacdn_edge_disk_errors", "Disk store writes that failed")
+        self.disk_objects = rt.gauge("akacdn_edge_disk_objects", "Objects in the disk store")
+        self.disk_dropped = rt.gauge("akacdn_edge_disk_dropped", "Damaged store files deleted since start")
         self._served = 0
         rt.not_ready("socket", "HTTP socket not bound yet")
 
@@ -43,6 +49,8 @@ class Edge:
         load, self._served = self._served / interval, 0
         self.objects.set(len(self.store))
         self.bytes.set(self.store.used)
+        self.disk_objects.set(len(self.disk))
+        self.disk_dropped.set(self.disk.dropped)
         return True, load, ""
 
     def _respond(self, req: web.Request, obj: CachedObject, outcome: str, now: float) -> web.Response:
@@ -81,6 +89,10 @@ class Edge:
         key = (customer.name, req.path_qs)
         now = time.time()
         obj = self.store.get(key)
+        if obj is None:
+            obj = self.disk.get(key)  # warm from before a restart
+            if obj is not None:
+                self.store.put(key, obj)
         if obj is not None and obj.fresh(now):
             return self._respond(req, obj, "HIT", now)
         try:
@@ -96,6 +108,11 @@ class Edge:
         if ttl is not None and ttl > 0:
             fetched.ttl = ttl
             self.store.put(key, fetched)
+            try:
+                self.disk.put(key, fetched)
+            except OSError as e:  # a full or failing disk costs warmth, never the response
+                self.disk_errors.inc()
+                self.rt.log.limited("disk_write_failed", error=str(e))
         return self._respond(req, fetched, "MISS", time.time())
 
     async def serve(self) -> None:

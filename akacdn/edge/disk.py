@@ -1,0 +1,154 @@
+"""The disk tier of the edge's store: cached objects that survive a restart.
+
+One file per object under `<state>/cache/<2 hex>/<sha256 of key>`, written atomically
+(temporary file, fsync, rename). A file is `MAGIC`, a 4-byte header length, the msgpack
+header (the key, status, headers, stored time, TTL, body length, CRC-32 of the body),
+then the body. The index (key -> file, size, last use) is rebuilt at start from the
+headers alone; a file whose header does not decode or whose size disagrees with it is
+deleted and counted, and a body whose CRC does not match is deleted and counted when
+read: a damaged object is never served. The byte budget evicts least recently used
+files first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+from collections import OrderedDict
+from pathlib import Path
+
+import msgspec
+
+from .store import CachedObject
+
+MAGIC = b"AKC1"
+_LEN = struct.Struct("!I")
+Key = tuple[str, str]
+
+
+class _Header(msgspec.Struct, array_like=True):
+    key: tuple[str, str]
+    status: int
+    headers: list[tuple[str, str]]
+    stored_at: float
+    ttl: int
+    length: int
+    crc: int
+
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(_Header)
+
+
+def _name(key: Key) -> str:
+    return hashlib.sha256(f"{key[0]}\0{key[1]}".encode()).hexdigest()
+
+
+class DiskStore:
+    def __init__(self, root: Path, budget: int) -> None:
+        self.root = root
+        self.budget = budget
+        self.used = 0
+        self.dropped = 0  # damaged files deleted
+        self._index: OrderedDict[Key, tuple[Path, int]] = OrderedDict()
+
+    def _path(self, key: Key) -> Path:
+        name = _name(key)
+        return self.root / name[:2] / name
+
+    def load(self) -> int:
+        """Rebuild the index from the files on disk; returns how many objects it holds."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        found: list[tuple[float, Key, Path, int]] = []
+        for path in self.root.glob("*/*"):
+            if path.name.startswith("."):
+                path.unlink(missing_ok=True)  # a write that never finished
+                continue
+            header = self._read_header(path)
+            if header is None:
+                continue
+            found.append((path.stat().st_atime, header.key, path, path.stat().st_size))
+        for _, key, path, size in sorted(found):
+            self._index[key] = (path, size)
+            self.used += size
+        self._evict()
+        return len(self._index)
+
+    def _drop(self, path: Path) -> None:
+        self.dropped += 1
+        path.unlink(missing_ok=True)
+
+    def _read_header(self, path: Path) -> _Header | None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+                if len(head) != 8 or head[:4] != MAGIC:
+                    raise ValueError("bad magic")
+                (n,) = _LEN.unpack(head[4:])
+                header = _dec.decode(f.read(n))
+            if path.stat().st_size != 8 + n + header.length:
+                raise ValueError("size does not match the header")
+            return header
+        except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            self._drop(path)
+            return None
+
+    def get(self, key: Key) -> CachedObject | None:
+        """The object, or None (absent, or damaged: then it is deleted and counted)."""
+        entry = self._index.get(key)
+        if entry is None:
+            return None
+        path, size = entry
+        try:
+            data = path.read_bytes()
+            (n,) = _LEN.unpack_from(data, 4)
+            header = _dec.decode(data[8 : 8 + n])
+            body = data[8 + n :]
+            if data[:4] != MAGIC or len(body) != header.length or zlib.crc32(body) != header.crc:
+                raise ValueError("damaged")
+        except (OSError, ValueError, struct.error, msgspec.DecodeError, msgspec.ValidationError):
+            del self._index[key]
+            self.used -= size
+            self._drop(path)
+            return None
+        self._index.move_to_end(key)
+        return CachedObject(header.status, [tuple(h) for h in header.headers], body, header.stored_at, header.ttl)  # type: ignore[misc]
+
+    def put(self, key: Key, obj: CachedObject) -> None:
+        """Write an object atomically, then evict to the budget."""
+        if len(obj.body) > self.budget:
+            return
+        header = _enc.encode(
+            _Header(key, obj.status, obj.headers, obj.stored_at, obj.ttl, len(obj.body), zlib.crc32(obj.body))
+        )
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + _LEN.pack(len(header)) + header + obj.body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.delete(key, unlink=False)
+        size = 8 + len(header) + len(obj.body)
+        self._index[key] = (path, size)
+        self.used += size
+        self._evict()
+
+    def delete(self, key: Key, unlink: bool = True) -> None:
+        entry = self._index.pop(key, None)
+        if entry is not None:
+            self.used -= entry[1]
+            if unlink:
+                entry[0].unlink(missing_ok=True)
+
+    def _evict(self) -> None:
+        while self.used > self.budget and self._index:
+            _, (path, size) = self._index.popitem(last=False)
+            self.used -= size
+            path.unlink(missing_ok=True)
+
+    def __len__(self) -> int:
+        return len(self._index)

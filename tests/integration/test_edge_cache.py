@@ -1,0 +1,83 @@
+"""The edge as a cache: warm across restarts, damage dropped, misses coalesced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import aiohttp
+
+from akacdn.devnet.network import DEMO_HOST
+from akacdn.devnet.supervisor import Devnet, http_get
+
+from .conftest import curl, wait_for
+
+
+def origin_count(dn: Devnet, path: str) -> int:
+    lay = dn.layout
+    _, body = http_get(f"http://{lay.origin}:{lay.http_port}/_origin/stats")
+    return int(json.loads(body)["requests"].get(path, 0))
+
+
+def fetch(dn: Devnet, edge: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    return curl(f"http://{edge}:{dn.layout.http_port}{path}", "-H", f"Host: {DEMO_HOST}")
+
+
+def restart(dn: Devnet, machine: str) -> None:
+    dn.kill(machine, signal.SIGTERM)
+    dn.start_machine(machine)
+    wait_for(lambda: dn.ready(machine), 20, f"{machine} to be ready again")
+
+
+def test_objects_cached_before_a_restart_are_hits_after_it(devnet: Devnet) -> None:
+    edge = devnet.layout.edge(1, 1)
+    status, headers, body = fetch(devnet, edge, "/img/photo-1.png")
+    assert status == 200 and headers["x-cache"] == "MISS"
+    before = origin_count(devnet, "/img/photo-1.png")
+
+    restart(devnet, "r1-e1")
+
+    status, headers, again = fetch(devnet, edge, "/img/photo-1.png")
+    assert status == 200 and headers["x-cache"] == "HIT" and again == body
+    assert origin_count(devnet, "/img/photo-1.png") == before, "the origin was asked again"
+
+
+def test_a_truncated_store_file_is_dropped_not_served(devnet: Devnet) -> None:
+    edge = devnet.layout.edge(1, 2)
+    status, _, body = fetch(devnet, edge, "/img/logo.png")
+    assert status == 200
+    store = devnet.net.state_path("r1-e2") / "cache"
+    (victim,) = [p for p in store.glob("*/*") if not p.name.startswith(".")]
+    victim.write_bytes(victim.read_bytes()[: len(body) // 2])
+    before = origin_count(devnet, "/img/logo.png")
+
+    restart(devnet, "r1-e2")
+
+    status, headers, again = fetch(devnet, edge, "/img/logo.png")
+    assert status == 200 and headers["x-cache"] == "MISS" and again == body
+    assert origin_count(devnet, "/img/logo.png") == before + 1
+    assert devnet.metric("r1-e2", "akacdn_edge_disk_dropped") == 1
+
+
+def test_200_concurrent_misses_make_one_origin_request(devnet: Devnet) -> None:
+    edge = devnet.layout.edge(2, 1)
+    path = "/img/photo-3.png"
+    _, _, expected = curl(f"http://{devnet.layout.origin}:{devnet.layout.http_port}{path}")
+    before = origin_count(devnet, path)
+
+    async def stampede() -> list[tuple[int, bytes]]:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as s:
+
+            async def one() -> tuple[int, bytes]:
+                url = f"http://{edge}:{devnet.layout.http_port}{path}"
+                async with s.get(url, headers={"Host": DEMO_HOST}) as r:
+                    return r.status, await r.read()
+
+            return await asyncio.gather(*(one() for _ in range(200)))
+
+    results = asyncio.run(stampede())
+    assert [s for s, _ in results] == [200] * 200
+    assert all(b == expected for _, b in results), "every client gets the full, identical body"
+    assert origin_count(devnet, path) == before + 1

@@ -1,0 +1,74 @@
+"""The edge's disk tier: atomic files, an index rebuilt at start, damage dropped and counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from akacdn.edge.disk import DiskStore
+from akacdn.edge.store import CachedObject
+
+
+def obj(body: bytes, ttl: int = 60) -> CachedObject:
+    return CachedObject(200, [("Content-Type", "image/png"), ("ETag", '"x"')], body, 1000.0, ttl)
+
+
+def files(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*/*"))
+
+
+def test_objects_survive_a_new_store_on_the_same_directory(tmp_path: Path) -> None:
+    d = DiskStore(tmp_path, budget=10**6)
+    d.load()
+    d.put(("demo", "/a.png"), obj(b"A" * 100))
+    d.put(("demo", "/b.png"), obj(b"B" * 50, ttl=7))
+    again = DiskStore(tmp_path, budget=10**6)
+    assert again.load() == 2
+    got = again.get(("demo", "/b.png"))
+    assert got is not None and got.body == b"B" * 50 and got.ttl == 7 and got.stored_at == 1000.0
+    assert got.headers == [("Content-Type", "image/png"), ("ETag", '"x"')]
+    assert again.get(("other", "/b.png")) is None
+
+
+def test_a_truncated_file_is_dropped_at_start_and_never_served(tmp_path: Path) -> None:
+    d = DiskStore(tmp_path, budget=10**6)
+    d.load()
+    d.put(("demo", "/a.png"), obj(b"A" * 100))
+    d.put(("demo", "/b.png"), obj(b"B" * 100))
+    victim = files(tmp_path)[0]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    again = DiskStore(tmp_path, budget=10**6)
+    assert again.load() == 1 and again.dropped == 1 and not victim.exists()
+
+
+def test_a_damaged_body_is_dropped_when_read(tmp_path: Path) -> None:
+    d = DiskStore(tmp_path, budget=10**6)
+    d.load()
+    d.put(("demo", "/a.png"), obj(b"A" * 100))
+    path = files(tmp_path)[0]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size, wrong CRC
+    path.write_bytes(bytes(data))
+    assert d.get(("demo", "/a.png")) is None
+    assert d.dropped == 1 and len(d) == 0 and not path.exists()
+
+
+def test_leftover_temporary_files_and_garbage_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "ab").mkdir(parents=True)
+    (tmp_path / "ab" / ".abc.123").write_bytes(b"half a write")
+    (tmp_path / "ab" / "abcdef").write_bytes(b"not ours")
+    d = DiskStore(tmp_path, budget=10**6)
+    assert d.load() == 0 and d.dropped == 1
+    assert files(tmp_path) == []
+
+
+def test_budget_evicts_least_recently_used(tmp_path: Path) -> None:
+    d = DiskStore(tmp_path, budget=700)
+    d.load()
+    for name in ("a", "b", "c"):
+        d.put(("demo", f"/{name}"), obj(name.encode() * 150))
+    assert d.used <= 700
+    d.get(("demo", "/b"))  # b is now the most recent
+    d.put(("demo", "/d"), obj(b"d" * 150))
+    assert d.get(("demo", "/b")) is not None and d.get(("demo", "/d")) is not None
+    assert d.get(("demo", "/a")) is None
+    assert len(files(tmp_path)) == len(d)
