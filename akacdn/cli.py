@@ -127,6 +127,39 @@ def run_origin(args: argparse.Namespace) -> int:
     return run(lambda: serve(host, int(port)))
 
 
+def run_purge(args: argparse.Namespace) -> int:
+    """Ask one edge to purge (it applies the purge and publishes it to every edge)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    net = _load(args.config)
+    if isinstance(net, int):
+        return net
+    edges = net.by_role("edge")
+    try:
+        edge = net.machine(args.edge) if args.edge else edges[0]
+    except (KeyError, IndexError):
+        return _fail(f"no edge {args.edge or ''!r} in {args.config}")
+    kind, values = (
+        ("url", args.url) if args.url else ("customer", args.customer) if args.customer else ("serial", args.serial)
+    )
+    req = urllib.request.Request(
+        f"http://{edge.address}:{net.ports.management}/purge",
+        data=json.dumps({"kind": kind, "values": values}).encode(),
+        headers={"Authorization": f"Bearer {net.purge_token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (an address from the config)
+            print(r.read().decode())
+            return 0
+    except urllib.error.HTTPError as e:
+        return _fail(f"purge refused by {edge.id}: {e.code} {e.read().decode().strip()}")
+    except OSError as e:
+        return _fail(f"cannot reach {edge.id} at {edge.address}: {e}")
+
+
 def run_check(args: argparse.Namespace) -> int:
     net = _load(args.config)
     if isinstance(net, int):
@@ -163,6 +196,18 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("origin", help="run the demo origin web site", description="Serve the demo site.")
     d.add_argument("--listen", required=True, help="ADDRESS:PORT")
     d.set_defaults(func=run_origin)
+    d = sub.add_parser(
+        "purge",
+        help="purge cached objects on every edge (by URL, customer or serial)",
+        description="Send a purge to one edge's management API; it applies it and publishes it to every edge.",
+    )
+    d.add_argument("--config", required=True, help="network TOML file (has the purge token)")
+    what = d.add_mutually_exclusive_group(required=True)
+    what.add_argument("--url", nargs="+", help="absolute URLs, e.g. http://www.demo.example/img/logo.png")
+    what.add_argument("--customer", nargs="+", help="customer names: everything of theirs")
+    what.add_argument("--serial", nargs="+", help="serial numbers: everything of those customers")
+    d.add_argument("--edge", default="", help="the edge machine to ask (default: the first edge)")
+    d.set_defaults(func=run_purge)
     d = sub.add_parser("check-config", help="validate a network file and its customers file")
     d.add_argument("config")
     d.set_defaults(func=run_check)

@@ -89,6 +89,8 @@ class ClientNetwork(_Strict):
 class Keys(_Strict):
     # 16 to 64 bytes, hex
     message_key: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$")]
+    # bearer token for the edges' purge API; empty: the API refuses every purge
+    purge_token: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$|^$")] = ""
 
 
 class Region(_Strict):
@@ -150,6 +152,7 @@ class Network(msgspec.Struct, frozen=True):
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
     message_key: bytes
+    purge_token: str
     regions: tuple[Region, ...]
     machines: tuple[Machine, ...]
     customers: tuple[Customer, ...]
@@ -315,6 +318,7 @@ def load_network(path: str | Path) -> Network:
             for c in f.client_networks
         ),
         message_key=bytes.fromhex(f.keys.message_key),
+        purge_token=f.keys.purge_token,
         regions=tuple(f.regions),
         machines=machines,
         customers=customers,

@@ -96,11 +96,16 @@ def write_config(directory: Path, lay: Layout) -> Path:
         msgkey_file.write_text(secrets.token_hex(32) + "\n")
         msgkey_file.chmod(0o600)
     message_key = msgkey_file.read_text().strip()
+    purge_file = directory / "keys" / "purge.token"
+    if not purge_file.exists():
+        purge_file.write_text(secrets.token_hex(16) + "\n")
+        purge_file.chmod(0o600)
+    purge_token = purge_file.read_text().strip()
     network = {
         "base_domain": BASE_DOMAIN,
         "customers": "customers.toml",
         "state_dir": "state",
-        "keys": {"message_key": message_key},
+        "keys": {"message_key": message_key, "purge_token": purge_token},
         "ports": {"dns": lay.dns_port, "http": lay.http_port, "messaging": 7400, "management": 9400},
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},

@@ -17,6 +17,7 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -143,6 +144,13 @@ class DiskStore:
             self.used -= entry[1]
             if unlink:
                 entry[0].unlink(missing_ok=True)
+
+    def delete_where(self, match: Callable[[Key], bool]) -> list[Key]:
+        """Remove every object whose key matches; returns their keys."""
+        doomed = [k for k in self._index if match(k)]
+        for k in doomed:
+            self.delete(k)
+        return doomed
 
     def _evict(self) -> None:
         while self.used > self.budget and self._index:

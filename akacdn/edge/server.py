@@ -8,20 +8,35 @@ Unknown hosts get 421 and never cause a fetch: the edge is not an open proxy.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
+import uuid
+from collections.abc import Callable
+from typing import Literal
 
+import msgspec
 from aiohttp import web
 
 from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
+from ..messaging.envelope import Envelope
 from ..runtime import Runtime
 from .customers import CustomerIndex
 from .disk import DiskStore
 from .fetch import Fetcher, OriginError
 from .policy import freshness
+from .purge import PURGE_TOPIC, Purge, PurgeError, Seen, selector
 from .store import CachedObject, MemoryStore
 
 ALLOWED = "GET, HEAD"
+
+
+class _PurgeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    kind: Literal["url", "customer", "serial"]
+    values: list[str]
+
+
+_purge_dec = msgspec.msgpack.Decoder(Purge)
 
 
 class Edge:
@@ -42,6 +57,10 @@ class Edge:
         self.disk_objects = rt.gauge("akacdn_edge_disk_objects", "Objects in the disk store")
         self.disk_dropped = rt.gauge("akacdn_edge_disk_dropped", "Damaged store files deleted since start")
         self._served = 0
+        self.seen = Seen()
+        self.publish: Callable[[str, bytes], None] | None = None
+        self.purges = rt.counter("akacdn_edge_purges", "Purges applied", ("source",))
+        self.purge_refused = rt.counter("akacdn_edge_purge_refused", "Purges refused", ("reason",))
         rt.not_ready("socket", "HTTP socket not bound yet")
 
     def status(self, interval: float) -> tuple[bool, float, str]:
@@ -115,6 +134,42 @@ class Edge:
                 self.rt.log.limited("disk_write_failed", error=str(e))
         return self._respond(req, fetched, "MISS", time.time())
 
+    # purges ------------------------------------------------------------------------
+    def apply_purge(self, purge: Purge, source: str) -> int:
+        """Remove what a purge names from both tiers, once per purge id."""
+        if not self.seen.first_time(purge.id):
+            return 0
+        match = selector(purge, list(self.rt.net.customers), self.customers.for_host)
+        removed = len(set(self.store.delete_where(match)) | set(self.disk.delete_where(match)))
+        self.purges.labels(source).inc()
+        self.rt.record("purged", id=purge.id, kind=purge.kind, values=purge.values, removed=removed, source=source)
+        return removed
+
+    def on_message(self, env: Envelope) -> None:
+        try:
+            self.apply_purge(_purge_dec.decode(env.body), "messaging")
+        except (msgspec.DecodeError, msgspec.ValidationError, PurgeError) as e:
+            self.purge_refused.labels("bad_message").inc()
+            self.rt.log.limited("purge_message_refused", error=str(e))
+
+    async def purge_api(self, req: web.Request) -> web.Response:
+        """POST /purge {"kind": "url"|"customer"|"serial", "values": [...]}, bearer token."""
+        token = self.rt.net.purge_token
+        given = req.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            self.purge_refused.labels("unauthorized").inc()
+            return web.json_response({"error": "a valid purge token is required"}, status=403)
+        try:
+            body = msgspec.json.decode(await req.read(), type=_PurgeRequest)
+            purge = Purge(uuid.uuid4().hex, body.kind, body.values)
+            removed = self.apply_purge(purge, "api")
+        except (msgspec.DecodeError, msgspec.ValidationError, PurgeError) as e:
+            self.purge_refused.labels("bad_request").inc()
+            return web.json_response({"error": str(e)}, status=400)
+        if self.publish is not None:
+            self.publish(PURGE_TOPIC, msgspec.msgpack.encode(purge))
+        return web.json_response({"id": purge.id, "removed_here": removed, "published": self.publish is not None})
+
     async def serve(self) -> None:
         app = web.Application(client_max_size=1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
@@ -132,15 +187,17 @@ class Edge:
 
 async def main(rt: Runtime) -> None:
     edge = Edge(rt)
-    client = MessagingClient(rt, [], lambda env: None)
+    client = MessagingClient(rt, [PURGE_TOPIC], edge.on_message)
+    edge.publish = client.publish
     await client.start()
     await edge.fetcher.start()
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(edge.serve())
-            tg.create_task(rt.serve_management())
+            tg.create_task(rt.serve_management(lambda app: app.router.add_post("/purge", edge.purge_api)))
             tg.create_task(rt.watchdog())
             tg.create_task(send_heartbeats(rt, client, edge.status))
+            tg.create_task(client.keep_subscribed())
     finally:
         client.close()
         await edge.fetcher.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import msgspec
 
@@ -50,6 +51,13 @@ class MemoryStore:
         old = self._objects.pop(key, None)
         if old is not None:
             self.used -= len(old.body)
+
+    def delete_where(self, match: Callable[[tuple[str, str]], bool]) -> list[tuple[str, str]]:
+        """Remove every object whose key matches; returns their keys."""
+        doomed = [k for k in self._objects if match(k)]
+        for k in doomed:
+            self.delete(k)
+        return doomed
 
     def __len__(self) -> int:
         return len(self._objects)

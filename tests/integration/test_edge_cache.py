@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 
 import aiohttp
 
@@ -81,3 +83,44 @@ def test_200_concurrent_misses_make_one_origin_request(devnet: Devnet) -> None:
     assert [s for s, _ in results] == [200] * 200
     assert all(b == expected for _, b in results), "every client gets the full, identical body"
     assert origin_count(devnet, path) == before + 1
+
+
+def purge(dn: Devnet, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "akacdn", "purge", "--config", str(dn.config_path), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def test_one_purge_reaches_every_edge(devnet: Devnet) -> None:
+    edges = [devnet.layout.edge(1, 1), devnet.layout.edge(3, 2)]
+    for edge in edges:
+        for path in ("/img/photo-2.png", "/css/site.css"):
+            fetch(devnet, edge, path)
+            assert fetch(devnet, edge, path)[1]["x-cache"] == "HIT"
+
+    done = purge(devnet, "--url", f"http://{DEMO_HOST}/img/photo-2.png", "--edge", "r1-e1")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["removed_here"] == 1
+
+    # the other edge hears it over the relays
+    wait_for(lambda: devnet.metric("r3-e2", "akacdn_edge_purges_total", source="messaging") >= 1, 10, "r3-e2")
+    for edge in edges:
+        assert fetch(devnet, edge, "/img/photo-2.png")[1]["x-cache"] == "MISS"
+        assert fetch(devnet, edge, "/css/site.css")[1]["x-cache"] == "HIT"  # not named: kept
+
+    assert purge(devnet, "--customer", "demo").returncode == 0
+    wait_for(lambda: devnet.metric("r3-e2", "akacdn_edge_purges_total", source="messaging") >= 2, 10, "again")
+    assert fetch(devnet, edges[1], "/css/site.css")[1]["x-cache"] == "MISS"
+
+
+def test_purge_api_refuses_without_the_token_and_bad_requests(devnet: Devnet) -> None:
+    mgmt = f"http://{devnet.layout.edge(1, 1)}:{devnet.net.ports.management}/purge"
+    body = b'{"kind": "customer", "values": ["demo"]}'
+    status, _, _ = curl(mgmt, "-X", "POST", "--data-binary", body.decode(), "-H", "Authorization: Bearer nope")
+    assert status == 403
+    token = devnet.net.purge_token
+    bad = curl(mgmt, "-X", "POST", "--data-binary", '{"kind": "customer", "values": ["ghost"]}',
+               "-H", f"Authorization: Bearer {token}")  # fmt: skip
+    assert bad[0] == 400 and b"ghost" in bad[2]
+    assert devnet.metric("r1-e1", "akacdn_edge_purge_refused_total", reason="unauthorized") == 1
+    assert devnet.metric("r1-e1", "akacdn_edge_purge_refused_total", reason="bad_request") == 1
+    assert purge(devnet, "--serial", "999").returncode == 2
