@@ -1,5 +1,9 @@
 """Cache policy (pure): may a response be stored, and for how long is it fresh.
 
+The first edge's small policy, kept for its callers; the full RFC 9111 core is
+`rfc9111` (storage, freshness, age, reuse, Vary, invalidation, Cache-Status) and
+`conditional` (revalidation, client conditionals, Range). Field helpers live in `fields`.
+
 A deliberately small subset of RFC 9111 for the first edge: `no-store` and `private`
 are never stored; `s-maxage` beats `max-age`, which beats the customer's default TTL;
 only final statuses that are cacheable by default are stored.
@@ -7,46 +11,11 @@ only final statuses that are cacheable by default are stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from .fields import HOP_BY_HOP, Headers, cache_control, end_to_end, field
 
-Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+__all__ = ["CACHEABLE_STATUS", "HOP_BY_HOP", "Headers", "cache_control", "end_to_end", "field", "freshness"]
 
 CACHEABLE_STATUS = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    }
-)
-
-
-def cache_control(value: str) -> dict[str, str]:
-    """Parse a Cache-Control header into {directive: argument}."""
-    out: dict[str, str] = {}
-    for part in value.split(","):
-        name, _, arg = part.strip().partition("=")
-        if name:
-            out[name.lower()] = arg.strip().strip('"')
-    return out
-
-
-def _pairs(headers: Headers) -> Iterable[tuple[str, str]]:
-    return headers.items() if isinstance(headers, Mapping) else headers
-
-
-def field(headers: Headers, name: str) -> str:
-    """All lines of one header field as one list value (RFC 9110 5.3), name case-insensitive."""
-    name = name.lower()
-    return ", ".join(v for k, v in _pairs(headers) if k.lower() == name)
 
 
 def _seconds(value: str | None) -> int | None:
@@ -67,10 +36,3 @@ def freshness(status: int, headers: Headers, default_ttl: int) -> int | None:
         if got is not None:
             return got
     return default_ttl
-
-
-def end_to_end(headers: Headers) -> list[tuple[str, str]]:
-    """The headers a proxy passes on: everything but hop-by-hop ones (RFC 9110 7.6.1)."""
-    pairs = list(_pairs(headers))
-    named = {h.strip().lower() for h in field(pairs, "connection").split(",")}
-    return [(k, v) for k, v in pairs if k.lower() not in HOP_BY_HOP and k.lower() not in named]
