@@ -168,6 +168,46 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_akamaize(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from .edge.akamaize import Akamaizer
+
+    net = _load(args.config)
+    if isinstance(net, int):
+        return net
+    customer = next((c for c in net.customers if c.name == args.customer), None)
+    if customer is None:
+        known = ", ".join(c.name for c in net.customers) or "none"
+        return _fail(f"no customer {args.customer!r} in {net.path} (customers: {known})")
+    if not customer.hostnames:
+        return _fail(f"customer {customer.name!r} has no hostnames: no URL of its pages could move to the edge")
+    if args.page_url:
+        try:
+            parts = urlsplit(args.page_url)
+            host = (parts.hostname or "").rstrip(".")
+        except ValueError:
+            parts, host = None, ""
+        if parts is None or parts.scheme not in ("http", "https") or host not in customer.hostnames:
+            return _fail(
+                f"--page-url {args.page_url!r} is not an http(s) URL on one of {customer.name!r}'s hostnames "
+                f"({', '.join(customer.hostnames)})"
+            )
+    subzone = "g" if "g" in net.map_subzones else net.map_subzones[0]
+    # bytes in, bytes out: undecodable bytes survive (surrogateescape), so the rest of
+    # the page is copied byte for byte whatever its ASCII-compatible charset
+    page = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    result = Akamaizer(customer, net.base_domain, subzone=subzone).page(page, args.page_url)
+    sys.stdout.buffer.write(result.html.encode("utf-8", "surrogateescape"))
+    sys.stdout.buffer.flush()
+    if args.verbose:
+        for r in result.rewrites:
+            said = r.edge_url if r.edge_url is not None else f"kept: {r.reason}"
+            print(f"{r.url} -> {said}", file=sys.stderr)
+        print(f"akamaize: {len(result.changed)} of {len(result.rewrites)} URLs moved to the edge", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="akacdn",
@@ -208,6 +248,19 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--serial", nargs="+", help="serial numbers: everything of those customers")
     d.add_argument("--edge", default="", help="the edge machine to ask (default: the first edge)")
     d.set_defaults(func=run_purge)
+    d = sub.add_parser(
+        "akamaize",
+        help="rewrite a customer's HTML page so its static objects load from the edge",
+        description="Read an HTML page on stdin, write it to stdout with the embedded static objects "
+        "(img, script, stylesheet, media, srcset, CSS url()) on the customer's hostnames rewritten to edge "
+        "URLs (ARL or CNAME form, per the customer's config). Dynamic paths (the customer's `dynamic` globs) "
+        "stay on the origin; every other byte is copied unchanged.",
+    )
+    d.add_argument("--config", required=True, help="network TOML file (it names the customers file)")
+    d.add_argument("--customer", required=True, help="the customer's name in the customers file")
+    d.add_argument("--page-url", default="", help="where the page is served (default http://<first hostname>/)")
+    d.add_argument("-v", "--verbose", action="store_true", help="list each URL and what became of it on stderr")
+    d.set_defaults(func=run_akamaize)
     d = sub.add_parser("check-config", help="validate a network file and its customers file")
     d.add_argument("config")
     d.set_defaults(func=run_check)

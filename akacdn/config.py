@@ -110,12 +110,33 @@ class Machine(_Strict):
     key_file: str = ""  # mapper: Ed25519 private key (raw 32 bytes, hex), relative to config
 
 
+# Paths the akamaize tool leaves on the origin (dynamic or cookie-bearing), as globs:
+# `*` matches any run of characters (also `/`), everything else is literal, case is
+# ignored; a pattern with a `?` is matched against path?query, others against the path.
+# Add "*?*" to keep every URL with a query string on the origin.
+DEFAULT_DYNAMIC: tuple[str, ...] = (
+    "*.php",
+    "*.cgi",
+    "*.pl",
+    "*.asp",
+    "*.aspx",
+    "*.jsp",
+    "*.do",
+    "/cgi-bin/*",
+)
+
+
 class Customer(_Strict):
     name: Ident
     serial: Annotated[int, msgspec.Meta(ge=1, le=999999)]
     origin: str
     hostnames: list[str] = []
     default_ttl: Annotated[int, msgspec.Meta(ge=0, le=31536000)] = 300
+    # akamaize: which edge URLs the tool writes into the customer's pages
+    akamaize: Literal["arl", "cname"] = "arl"  # ARL on aNNN.g.<base>, or the same path on edge_hostname
+    arl_ttl: str = "1d"  # TTL written into ARLs: 30s, 5m, 12h, 7d or seconds (0 .. 365d)
+    dynamic: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_DYNAMIC))
+    edge_hostname: str = ""  # cname form: one of hostnames (CNAMEd to aNNN.g.<base>); default aNNN.g.<base>
 
 
 class Customers(_Strict):
@@ -276,6 +297,34 @@ def _check_customers(path: Path, cs: Customers) -> None:
             if h in hosts:
                 raise ConfigError(path, f"{at}.hostnames[{j}]", f"{h} belongs to another customer")
             hosts.add(h)
+        _check_akamaize(path, at, c)
+
+
+_GLOB = re.compile(r"[!-~]{1,256}")
+
+
+def _check_akamaize(path: Path, at: str, c: Customer) -> None:
+    from .edge.arl import ARLError, parse_ttl
+
+    try:
+        parse_ttl(c.arl_ttl)
+    except ARLError as e:
+        raise ConfigError(path, f"{at}.arl_ttl", str(e)) from None
+    for j, pattern in enumerate(c.dynamic):
+        if not _GLOB.fullmatch(pattern) or pattern[0] not in "/*":
+            raise ConfigError(
+                path,
+                f"{at}.dynamic[{j}]",
+                f"{pattern!r} is not a path glob (printable, no spaces, starting with '/' or '*')",
+            )
+    if c.edge_hostname:
+        name = _check_domain(path, f"{at}.edge_hostname", c.edge_hostname)
+        if name not in {h.lower().rstrip(".") for h in c.hostnames} and not name.startswith(f"a{c.serial}."):
+            raise ConfigError(
+                path,
+                f"{at}.edge_hostname",
+                f"{name} is neither one of the customer's hostnames nor a{c.serial}.<subzone>.<base domain>",
+            )
 
 
 def load_customers(path: str | Path) -> tuple[Customer, ...]:
@@ -285,7 +334,12 @@ def load_customers(path: str | Path) -> tuple[Customer, ...]:
     assert isinstance(cs, Customers)
     _check_customers(path, cs)
     return tuple(
-        msgspec.structs.replace(c, hostnames=[h.lower().rstrip(".") for h in c.hostnames]) for c in cs.customers
+        msgspec.structs.replace(
+            c,
+            hostnames=[h.lower().rstrip(".") for h in c.hostnames],
+            edge_hostname=c.edge_hostname.lower().rstrip("."),
+        )
+        for c in cs.customers
     )
 
 
@@ -297,6 +351,14 @@ def load_network(path: str | Path) -> Network:
     base = _check_domain(path, "$.base_domain", f.base_domain)
     _check_network(path, f)
     customers = load_customers(path.parent / f.customers)
+    for i, c in enumerate(customers):
+        own = {f"a{c.serial}.{sub}.{base}" for sub in f.map_subzones}
+        if c.edge_hostname and c.edge_hostname not in c.hostnames and c.edge_hostname not in own:
+            raise ConfigError(
+                path.parent / f.customers,
+                f"$.customers[{i}].edge_hostname",
+                f"{c.edge_hostname} is neither one of the customer's hostnames nor under {base}",
+            )
     state_dir = Path(f.state_dir)
     if not state_dir.is_absolute():
         state_dir = path.parent / state_dir
