@@ -8,14 +8,16 @@ from ..dns.toplevel import MAP_SUBZONE
 
 class CustomerIndex:
     def __init__(self, net: Network) -> None:
-        self._by_host: dict[str, Customer] = {}
+        self._by_host: dict[str, tuple[Customer, bool]] = {}  # host -> (customer, is a serial host)
         for c in net.customers:
             for h in c.hostnames:
-                self._by_host[h] = c
-            self._by_host[f"a{c.serial}.{MAP_SUBZONE}.{net.base_domain}"] = c
+                self._by_host[h] = (c, False)
+            for sub in net.map_subzones or (MAP_SUBZONE,):
+                self._by_host[f"a{c.serial}.{sub}.{net.base_domain}"] = (c, True)
 
-    def for_host(self, host: str | None) -> Customer | None:
-        """The customer for a Host header value (port and trailing dot ignored)."""
+    def lookup(self, host: str | None) -> tuple[Customer, bool] | None:
+        """(customer, whether Host is its aNNN serial name) for a Host header value
+        (port and trailing dot ignored), or None."""
         if not host:
             return None
         name = host.strip().lower()
@@ -23,3 +25,8 @@ class CustomerIndex:
             return None  # an IPv6 literal is never a customer
         name = name.rsplit(":", 1)[0] if ":" in name else name
         return self._by_host.get(name.rstrip("."))
+
+    def for_host(self, host: str | None) -> Customer | None:
+        """The customer for a Host header value (port and trailing dot ignored)."""
+        got = self.lookup(host)
+        return got[0] if got else None

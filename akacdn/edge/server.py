@@ -21,6 +21,7 @@ from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
 from ..runtime import Runtime
+from . import arl
 from .customers import CustomerIndex
 from .disk import DiskStore
 from .fetch import Fetcher, OriginError
@@ -94,18 +95,30 @@ class Edge:
 
     async def handle(self, req: web.Request) -> web.StreamResponse:
         self._served += 1
-        customer = self.customers.for_host(req.headers.get("Host"))
-        if customer is None:
+        found = self.customers.lookup(req.headers.get("Host"))
+        if found is None:
             self.refused.labels("unknown_host").inc()
             return web.Response(
                 status=421,
                 text=f"akacdn: no customer is configured for host {req.headers.get('Host', '')!r}\n",
                 headers={"X-Served-By": self.rt.machine.id},
             )
+        customer, serial_host = found
         if req.method not in ("GET", "HEAD"):
             self.refused.labels("method").inc()
             return web.Response(status=405, headers={"Allow": ALLOWED}, text="akacdn: method not allowed\n")
-        key = (customer.name, req.path_qs)
+        target, override = req.path_qs, None
+        if serial_host and arl.is_arl(target):
+            try:
+                a = arl.parse(target)
+            except arl.ARLError as e:
+                self.refused.labels("bad_arl").inc()
+                return web.Response(status=400, text=f"akacdn: bad ARL: {e}\n")
+            if a.serial != customer.serial or a.origin_host not in customer.hostnames:
+                self.refused.labels("arl_not_configured").inc()
+                return web.Response(status=403, text="akacdn: the ARL names another customer or origin\n")
+            target, override = a.target, a.ttl  # the ARL's TTL overrides the origin's freshness
+        key = (customer.name, target)
         now = time.time()
         obj = self.store.get(key)
         if obj is None:
@@ -115,7 +128,7 @@ class Edge:
         if obj is not None and obj.fresh(now):
             return self._respond(req, obj, "HIT", now)
         try:
-            got = await self.fetcher.fetch(customer, req.path_qs)
+            got = await self.fetcher.fetch(customer, target)
         except OriginError as e:
             self.rt.log.limited("origin_error", customer=customer.name, error=str(e))
             if obj is not None:
@@ -124,6 +137,8 @@ class Edge:
             return web.Response(status=502, text="akacdn: origin unreachable\n", headers={"X-Cache": "MISS"})
         fetched = CachedObject(got.status, got.headers, got.body, time.time(), 0)
         ttl = freshness(got.status, got.headers, customer.default_ttl)
+        if ttl is not None and override is not None:
+            ttl = override  # storable, but fresh for as long as the ARL says
         if ttl is not None and ttl > 0:
             fetched.ttl = ttl
             self.store.put(key, fetched)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -124,3 +125,31 @@ def test_purge_api_refuses_without_the_token_and_bad_requests(devnet: Devnet) ->
     assert devnet.metric("r1-e1", "akacdn_edge_purge_refused_total", reason="unauthorized") == 1
     assert devnet.metric("r1-e1", "akacdn_edge_purge_refused_total", reason="bad_request") == 1
     assert purge(devnet, "--serial", "999").returncode == 2
+
+
+def test_akamaized_page_objects_are_served_through_arls(devnet: Devnet) -> None:
+    lay = devnet.layout
+    _, _, page = curl(f"http://{lay.origin}:{lay.http_port}/")
+    cmd = [sys.executable, "-m", "akacdn", "akamaize", "--config", str(devnet.config_path), "--customer", "demo"]
+    out = subprocess.run(cmd, input=page, capture_output=True, timeout=30, check=True).stdout
+    arls = re.findall(rb'src="http://(a123\.g\.akacdn\.test)(/7/123/[^"]+)"', out)
+    assert len(arls) == 4, out  # the logo and three photos
+    edge = lay.edge(2, 2)
+    for host, path in arls:
+        origin_path = "/" + path.decode().split("/", 5)[5]
+        _, _, expected = curl(f"http://{lay.origin}:{lay.http_port}{origin_path}")
+        status, headers, body = curl(f"http://{edge}:{lay.http_port}{path.decode()}", "-H", f"Host: {host.decode()}")
+        assert status == 200 and body == expected and headers["x-cache"] == "MISS"
+        # the ARL's TTL (1d) overrides the origin's max-age=300
+        again = curl(f"http://{edge}:{lay.http_port}{path.decode()}", "-H", f"Host: {host.decode()}")[1]
+        assert again["x-cache"] == "HIT" and int(again["cache-status"].rsplit("ttl=", 1)[1]) > 300
+
+
+def test_arls_naming_other_origins_or_malformed_are_refused(devnet: Devnet) -> None:
+    lay = devnet.layout
+    edge, host = lay.edge(1, 3), "Host: a123.g.akacdn.test"
+    assert curl(f"http://{edge}:{lay.http_port}/7/123/1d/evil.example/x", "-H", host)[0] == 403
+    assert curl(f"http://{edge}:{lay.http_port}/7/124/1d/www.demo.example/x", "-H", host)[0] == 403
+    assert curl(f"http://{edge}:{lay.http_port}/7/123/zz/www.demo.example/x", "-H", host)[0] == 400
+    assert devnet.metric("r1-e3", "akacdn_edge_refused_total", reason="arl_not_configured") == 2
+    assert devnet.metric("r1-e3", "akacdn_edge_refused_total", reason="bad_arl") == 1
