@@ -77,6 +77,8 @@ class DnsSettings(_Strict):
 class EdgeSettings(_Strict):
     memory_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 2**20  # memory tier budget
     disk_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 2**20  # disk tier budget (state dir)
+    # how long past expiry a stale object may answer when its origin fails (RFC 5861 bound)
+    stale_if_error: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)] = 3600.0
 
 
 class ClientNetwork(_Strict):

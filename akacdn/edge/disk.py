@@ -1,9 +1,9 @@
 """The disk tier of the edge's store: cached objects that survive a restart.
 
-One file per object under `<state>/cache/<2 hex>/<sha256 of key>`, written atomically
+One file per key under `<state>/cache/<2 hex>/<sha256 of key>`, written atomically
 (temporary file, fsync, rename). A file is `MAGIC`, a 4-byte header length, the msgpack
-header (the key, status, headers, stored time, TTL, body length, CRC-32 of the body),
-then the body. The index (key -> file, size, last use) is rebuilt at start from the
+header (the key, and per Vary variant its secondary key, `rfc9111.Entry`, body length
+and CRC-32), then the bodies. The index (key -> file, size, last use) is rebuilt at start from the
 headers alone; a file whose header does not decode or whose size disagrees with it is
 deleted and counted, and a body whose CRC does not match is deleted and counted when
 read: a damaged object is never served. The byte budget evicts least recently used
@@ -22,21 +22,28 @@ from pathlib import Path
 
 import msgspec
 
-from .store import CachedObject
+from .rfc9111 import Entry, VaryKey
+from .store import Variant
 
-MAGIC = b"AKC1"
+MAGIC = b"AKC2"
 _LEN = struct.Struct("!I")
 Key = tuple[str, str]
 
 
-class _Header(msgspec.Struct, array_like=True):
-    key: tuple[str, str]
-    status: int
-    headers: list[tuple[str, str]]
-    stored_at: float
-    ttl: int
+class _Part(msgspec.Struct, array_like=True):
+    vary_key: VaryKey | None
+    entry: Entry
     length: int
     crc: int
+
+
+class _Header(msgspec.Struct, array_like=True):
+    key: tuple[str, str]
+    parts: list[_Part]
+
+    @property
+    def length(self) -> int:
+        return sum(p.length for p in self.parts)
 
 
 _enc = msgspec.msgpack.Encoder()
@@ -96,7 +103,7 @@ class DiskStore:
             self._drop(path)
             return None
 
-    def get(self, key: Key) -> CachedObject | None:
+    def get(self, key: Key) -> list[Variant] | None:
         """The object, or None (absent, or damaged: then it is deleted and counted)."""
         entry = self._index.get(key)
         if entry is None:
@@ -106,34 +113,40 @@ class DiskStore:
             data = path.read_bytes()
             (n,) = _LEN.unpack_from(data, 4)
             header = _dec.decode(data[8 : 8 + n])
-            body = data[8 + n :]
-            if data[:4] != MAGIC or len(body) != header.length or zlib.crc32(body) != header.crc:
+            if data[:4] != MAGIC or len(data) != 8 + n + header.length:
                 raise ValueError("damaged")
+            variants, at = [], 8 + n
+            for part in header.parts:
+                body = data[at : at + part.length]
+                if zlib.crc32(body) != part.crc:
+                    raise ValueError("damaged")
+                variants.append(Variant(part.vary_key, part.entry, body))
+                at += part.length
         except (OSError, ValueError, struct.error, msgspec.DecodeError, msgspec.ValidationError):
             del self._index[key]
             self.used -= size
             self._drop(path)
             return None
         self._index.move_to_end(key)
-        return CachedObject(header.status, [tuple(h) for h in header.headers], body, header.stored_at, header.ttl)  # type: ignore[misc]
+        return variants
 
-    def put(self, key: Key, obj: CachedObject) -> None:
-        """Write an object atomically, then evict to the budget."""
-        if len(obj.body) > self.budget:
+    def put(self, key: Key, variants: list[Variant]) -> None:
+        """Write a key's variants atomically, then evict to the budget."""
+        body = b"".join(v.body for v in variants)
+        if len(body) > self.budget:
             return
-        header = _enc.encode(
-            _Header(key, obj.status, obj.headers, obj.stored_at, obj.ttl, len(obj.body), zlib.crc32(obj.body))
-        )
+        parts = [_Part(v.vary_key, v.entry, len(v.body), zlib.crc32(v.body)) for v in variants]
+        header = _enc.encode(_Header(key, parts))
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         with open(tmp, "wb") as f:
-            f.write(MAGIC + _LEN.pack(len(header)) + header + obj.body)
+            f.write(MAGIC + _LEN.pack(len(header)) + header + body)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         self.delete(key, unlink=False)
-        size = 8 + len(header) + len(obj.body)
+        size = 8 + len(header) + len(body)
         self._index[key] = (path, size)
         self.used += size
         self._evict()

@@ -1,25 +1,49 @@
-"""Origin fetches with request coalescing (asyncio shell).
+"""Origin requests with request coalescing (asyncio shell).
 
-Concurrent misses for one key share one origin request: the first caller fetches, the
-others await its result. Origin connections are pooled (keep-alive) with connect and
-read timeouts.
+Concurrent misses for one key (and the same request fields a response may vary on)
+share one origin request: the first caller fetches, the others await its result and
+are told they were collapsed. Unsafe methods are forwarded one by one. Origin
+connections are pooled (keep-alive) with connect and read timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
 from ..config import Customer
-from .policy import end_to_end
+from .fields import end_to_end
+
+# request fields forwarded to the origin (a denylist would pass on anything a client invents)
+FORWARDED = frozenset(
+    {
+        "accept",
+        "accept-language",
+        "authorization",
+        "cache-control",
+        "content-type",
+        "cookie",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-unmodified-since",
+        "pragma",
+        "referer",
+        "user-agent",
+    }
+)
 
 
 class OriginResponse:
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("status", "headers", "body", "request_time", "response_time")
 
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, request_time: float, response_time: float
+    ) -> None:
         self.status, self.headers, self.body = status, headers, body
+        self.request_time, self.response_time = request_time, response_time
 
 
 class OriginError(Exception):
@@ -30,7 +54,7 @@ class Fetcher:
     def __init__(self, via: str, max_body: int = 64 * 2**20) -> None:
         self.via = via
         self.max_body = max_body
-        self._inflight: dict[tuple[str, str], asyncio.Future[OriginResponse]] = {}
+        self._inflight: dict[tuple[object, ...], asyncio.Future[OriginResponse]] = {}
         self._session: aiohttp.ClientSession | None = None
         self.origin_requests = 0
 
@@ -43,18 +67,20 @@ class Fetcher:
         if self._session:
             await self._session.close()
 
-    async def fetch(self, customer: Customer, path_qs: str) -> OriginResponse:
-        """GET path_qs from the customer's origin; one request for concurrent callers."""
-        key = (customer.name, path_qs)
+    async def fetch(
+        self, customer: Customer, target: str, headers: list[tuple[str, str]], client: str
+    ) -> tuple[OriginResponse, bool]:
+        """GET target from the customer's origin; (response, collapsed into another's request)."""
+        key = (customer.name, target, tuple(sorted((k.lower(), v) for k, v in headers)))
         fut = self._inflight.get(key)
         if fut is not None:
-            return await asyncio.shield(fut)
+            return await asyncio.shield(fut), True
         fut = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            resp = await self._get(customer, path_qs)
+            resp = await self._request(customer, "GET", target, headers, client, None)
             fut.set_result(resp)
-            return resp
+            return resp, False
         except BaseException as e:
             fut.set_exception(e if isinstance(e, OriginError) else OriginError(repr(e)))
             fut.exception()  # mark retrieved: waiters may be none
@@ -62,20 +88,40 @@ class Fetcher:
         finally:
             del self._inflight[key]
 
-    async def _get(self, customer: Customer, path_qs: str) -> OriginResponse:
+    async def forward(
+        self, customer: Customer, method: str, target: str, headers: list[tuple[str, str]], client: str, body: bytes
+    ) -> OriginResponse:
+        """An unsafe request, passed to the origin as it is (never coalesced)."""
+        return await self._request(customer, method, target, headers, client, body)
+
+    def origin_headers(self, customer: Customer, headers: list[tuple[str, str]], client: str) -> dict[str, str]:
+        out = {k: v for k, v in headers if k.lower() in FORWARDED}
+        out.update({"Via": self.via, "Accept-Encoding": "identity", "X-Forwarded-For": client})
+        if customer.hostnames:
+            out["Host"] = customer.hostnames[0]
+        return out
+
+    async def _request(
+        self,
+        customer: Customer,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        client: str,
+        body: bytes | None,
+    ) -> OriginResponse:
         assert self._session is not None
-        host = customer.hostnames[0] if customer.hostnames else None
-        headers = {"Via": self.via, "Accept-Encoding": "identity"}
-        if host:
-            headers["Host"] = host
-        url = customer.origin.rstrip("/") + path_qs
+        url = customer.origin.rstrip("/") + target
         self.origin_requests += 1
+        sent = time.time()
         try:
-            async with self._session.get(url, headers=headers, allow_redirects=False) as r:
-                body = await r.content.read(self.max_body + 1)
-                if len(body) > self.max_body:
+            async with self._session.request(
+                method, url, headers=self.origin_headers(customer, headers, client), data=body, allow_redirects=False
+            ) as r:
+                data = await r.content.read(self.max_body + 1)
+                if len(data) > self.max_body:
                     raise OriginError("origin body over the size limit")
-                headers = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
-                return OriginResponse(r.status, headers, body)
+                out = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
+                return OriginResponse(r.status, out, data, sent, time.time())
         except (aiohttp.ClientError, TimeoutError) as e:
             raise OriginError(f"{type(e).__name__}: {e}") from None

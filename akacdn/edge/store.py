@@ -1,4 +1,11 @@
-"""The memory store: cached objects under a byte budget, least recently used out first."""
+"""The memory tier of the edge's store: variants per key, under a byte budget, least
+recently used out first.
+
+A key is (customer, request target). Each key holds the variants of that resource
+(RFC 9111 4.1, Vary): the secondary key (the request fields the response varies on,
+None when it does not vary), the `rfc9111.Entry` (status, headers, ages, lifetime) and
+the body. At most `MAX_VARIANTS` per key: a new one pushes out the oldest.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,26 @@ from collections.abc import Callable
 
 import msgspec
 
+from .rfc9111 import Entry, VaryKey
 
-class CachedObject(msgspec.Struct):
-    status: int
-    headers: list[tuple[str, str]]
+Key = tuple[str, str]
+MAX_VARIANTS = 8
+
+
+class Variant(msgspec.Struct):
+    vary_key: VaryKey | None
+    entry: Entry
     body: bytes
-    stored_at: float  # wall-clock seconds, for Age
-    ttl: int
 
-    def age(self, now: float) -> int:
-        return max(0, int(now - self.stored_at))
 
-    def fresh(self, now: float) -> bool:
-        return now - self.stored_at < self.ttl
+def size(variants: list[Variant]) -> int:
+    return sum(len(v.body) for v in variants)
+
+
+def with_variant(variants: list[Variant], new: Variant) -> list[Variant]:
+    """The variants of a key once `new` is stored: it replaces one with the same secondary key."""
+    kept = [v for v in variants if v.vary_key != new.vary_key]
+    return (kept + [new])[-MAX_VARIANTS:]
 
 
 class MemoryStore:
@@ -27,33 +41,33 @@ class MemoryStore:
         self.budget = budget
         self.max_object = max_object
         self.used = 0
-        self._objects: OrderedDict[tuple[str, str], CachedObject] = OrderedDict()
+        self._objects: OrderedDict[Key, list[Variant]] = OrderedDict()
 
-    def get(self, key: tuple[str, str]) -> CachedObject | None:
-        obj = self._objects.get(key)
-        if obj is not None:
+    def get(self, key: Key) -> list[Variant] | None:
+        got = self._objects.get(key)
+        if got is not None:
             self._objects.move_to_end(key)
-        return obj
+        return got
 
-    def put(self, key: tuple[str, str], obj: CachedObject) -> bool:
-        """Store an object; False when it is bigger than one object may be."""
-        if len(obj.body) > self.max_object:
+    def put(self, key: Key, variants: list[Variant]) -> bool:
+        """Keep a key's variants; False when one body is bigger than an object may be."""
+        if any(len(v.body) > self.max_object for v in variants):
             return False
         self.delete(key)
-        self._objects[key] = obj
-        self.used += len(obj.body)
+        self._objects[key] = variants
+        self.used += size(variants)
         while self.used > self.budget and self._objects:
             _, old = self._objects.popitem(last=False)
-            self.used -= len(old.body)
+            self.used -= size(old)
         return True
 
-    def delete(self, key: tuple[str, str]) -> None:
+    def delete(self, key: Key) -> None:
         old = self._objects.pop(key, None)
         if old is not None:
-            self.used -= len(old.body)
+            self.used -= size(old)
 
-    def delete_where(self, match: Callable[[tuple[str, str]], bool]) -> list[tuple[str, str]]:
-        """Remove every object whose key matches; returns their keys."""
+    def delete_where(self, match: Callable[[Key], bool]) -> list[Key]:
+        """Remove every key that matches; returns them."""
         doomed = [k for k in self._objects if match(k)]
         for k in doomed:
             self.delete(k)

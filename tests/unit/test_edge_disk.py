@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from akacdn.edge.disk import DiskStore
-from akacdn.edge.store import CachedObject
+from akacdn.edge.rfc9111 import make_entry
+from akacdn.edge.store import Variant
 
 
-def obj(body: bytes, ttl: int = 60) -> CachedObject:
-    return CachedObject(200, [("Content-Type", "image/png"), ("ETag", '"x"')], body, 1000.0, ttl)
+def obj(body: bytes, ttl: int = 60) -> list[Variant]:
+    entry = make_entry(200, [("Content-Type", "image/png"), ("ETag", '"x"')], 1000.0, 1000.0, ttl)
+    return [Variant(None, entry, body), Variant((("accept-language", "fr"),), entry, body[::-1])]
 
 
 def files(root: Path) -> list[Path]:
@@ -24,8 +26,8 @@ def test_objects_survive_a_new_store_on_the_same_directory(tmp_path: Path) -> No
     again = DiskStore(tmp_path, budget=10**6)
     assert again.load() == 2
     got = again.get(("demo", "/b.png"))
-    assert got is not None and got.body == b"B" * 50 and got.ttl == 7 and got.stored_at == 1000.0
-    assert got.headers == [("Content-Type", "image/png"), ("ETag", '"x"')]
+    assert got == obj(b"B" * 50, ttl=7)  # both variants, entries and bodies
+    assert got[0].entry.lifetime == 7 and got[1].vary_key == (("accept-language", "fr"),)
     assert again.get(("other", "/b.png")) is None
 
 
@@ -62,13 +64,16 @@ def test_leftover_temporary_files_and_garbage_are_removed(tmp_path: Path) -> Non
 
 
 def test_budget_evicts_least_recently_used(tmp_path: Path) -> None:
-    d = DiskStore(tmp_path, budget=700)
+    probe = DiskStore(tmp_path / "probe", budget=10**6)
+    probe.load()
+    probe.put(("demo", "/x"), obj(b"x" * 150))
+    d = DiskStore(tmp_path / "store", budget=probe.used * 3 - 1)  # room for two objects, not three
     d.load()
     for name in ("a", "b", "c"):
         d.put(("demo", f"/{name}"), obj(name.encode() * 150))
-    assert d.used <= 700
+    assert d.used <= d.budget and len(d) == 2
     d.get(("demo", "/b"))  # b is now the most recent
     d.put(("demo", "/d"), obj(b"d" * 150))
     assert d.get(("demo", "/b")) is not None and d.get(("demo", "/d")) is not None
     assert d.get(("demo", "/a")) is None
-    assert len(files(tmp_path)) == len(d)
+    assert len(files(tmp_path / "store")) == len(d)

@@ -1,0 +1,307 @@
+"""The edge's request flow (asyncio shell over the RFC 9111 core in `rfc9111` and
+`conditional`): every decision is the core's; this module fetches, stores and formats.
+
+    customer by Host (421 if none) -> ARL? (400/403) -> unsafe method? forward + invalidate
+    -> variants of (customer, target) -> select by Vary -> reuse():
+         HIT / STALE        serve from the store (conditionals -> 304/412, Range -> 206/416)
+         SWR                serve stale now, revalidate in the background
+         REVALIDATE         conditional request: 304 freshens, 5xx/unreachable -> stale-if-error
+         ONLY_IF_CACHED     504
+       none stored          fetch (coalesced), store if storable, answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..config import Customer
+from ..runtime import Runtime
+from . import arl
+from .conditional import (
+    Validation,
+    byte_range,
+    freshen,
+    not_modified_headers,
+    precondition,
+    revalidation_headers,
+    validation_outcome,
+)
+from .customers import CustomerIndex
+from .fetch import Fetcher, OriginError, OriginResponse
+from .fields import Headers
+from .rfc9111 import (
+    Action,
+    CacheStatus,
+    Policy,
+    Reuse,
+    age_header,
+    forwarded_status,
+    fwd_reason,
+    invalidates,
+    make_entry,
+    request_directives,
+    reuse,
+    select_variant,
+    served_status,
+    stale_on_error,
+    storable,
+    variant_key,
+)
+from .store import Key, Variant, with_variant
+from .tiers import TieredStore
+
+SAFE = ("GET", "HEAD")
+FRAMING = frozenset({"content-length", "transfer-encoding", "content-range"})
+
+
+class Handler:
+    def __init__(self, rt: Runtime, store: TieredStore, fetcher: Fetcher, customers: Callable[[], CustomerIndex]):
+        self.rt = rt
+        self.store = store
+        self.fetcher = fetcher
+        self.customers = customers
+        self.via = fetcher.via
+        self.policy = Policy(stale_if_error=rt.net.edge.stale_if_error)
+        self.requests = rt.counter("akacdn_edge_requests", "Requests by outcome", ("outcome",))
+        self.refused = rt.counter("akacdn_edge_refused", "Requests refused", ("reason",))
+        self.served = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Cancel and await the background revalidations this handler owns."""
+        for t in list(self._background):
+            t.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # -- formatting -----------------------------------------------------------------------
+    def _reply(
+        self,
+        req: web.Request,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        cache_status: CacheStatus | str,
+        x_cache: str,
+        age: str | None = None,
+        full_length: int | None = None,
+    ) -> web.Response:
+        resp = web.Response(status=status, body=None if req.method == "HEAD" else body)
+        for k, v in headers if isinstance(headers, list | tuple) else headers.items():
+            if k.lower() not in FRAMING:
+                resp.headers.add(k, v)
+        if age is not None:
+            resp.headers["Age"] = age
+        resp.headers.add("Via", self.via)
+        resp.headers["X-Served-By"] = self.rt.machine.id
+        resp.headers["X-Cache"] = x_cache
+        cs = cache_status if isinstance(cache_status, str) else cache_status.value()
+        resp.headers["Cache-Status"] = cs
+        if req.method == "HEAD":
+            resp.headers["Content-Length"] = str(len(body) if full_length is None else full_length)
+        self.requests.labels(x_cache.lower()).inc()
+        return resp
+
+    def _error(self, req: web.Request, status: int, text: str, detail: str, reason: str) -> web.Response:
+        self.refused.labels(reason).inc()
+        cs = f'akacdn; fwd=bypass; detail="{detail}"'
+        return self._reply(req, status, [("Content-Type", "text/plain; charset=utf-8")], text.encode(), cs, "MISS")
+
+    def _from_store(
+        self, req: web.Request, headers: Headers, v: Variant, r: Reuse, x_cache: str, fwd_status: int | None = None
+    ) -> web.Response:
+        entry, body, now = v.entry, v.body, time.time()
+        cs = served_status(r, fwd_status)
+        age = age_header(entry, now)
+        pre = precondition(req.method, headers, entry.status, entry.headers, entry.response_time)
+        if pre.status == 304:
+            return self._reply(req, 304, not_modified_headers(entry.headers), b"", cs, x_cache, age, 0)
+        if pre.status == 412:
+            return self._reply(req, 412, [], b"", cs, x_cache, age, 0)
+        plan = byte_range(req.method, headers, entry.status, entry.headers, len(body))
+        out = list(entry.headers) + plan.headers
+        if plan.status == 200:
+            return self._reply(req, entry.status, out, body, cs, x_cache, age)
+        part = body[plan.start : plan.stop]
+        return self._reply(req, plan.status, out, part, cs, x_cache, age, len(part))
+
+    # -- the flow -------------------------------------------------------------------------
+    async def handle(self, req: web.Request) -> web.StreamResponse:
+        self.served += 1
+        found = self.customers().lookup(req.headers.get("Host"))
+        if found is None:
+            host = req.headers.get("Host", "")
+            return self._error(req, 421, f"akacdn: no customer is configured for host {host!r}\n", "unknown-host",
+                               "unknown_host")  # fmt: skip
+        customer, serial_host = found
+        target, override = req.path_qs, None
+        if serial_host and arl.is_arl(target):
+            try:
+                a = arl.parse(target)
+            except arl.ARLError as e:
+                return self._error(req, 400, f"akacdn: bad ARL: {e}\n", "bad-arl", "bad_arl")
+            if a.serial != customer.serial or a.origin_host not in customer.hostnames:
+                text = "akacdn: the ARL names another customer or origin\n"
+                return self._error(req, 403, text, "arl-not-configured", "arl_not_configured")
+            target, override = a.target, float(a.ttl)  # the ARL's TTL overrides the origin's
+        key = (customer.name, target)
+        headers = list(req.headers.items())
+        client = req.remote or ""
+        if req.method not in SAFE:
+            return await self._unsafe(req, customer, key, headers, client)
+        variants = self.store.variants(key) or []
+        chosen = select_variant(headers, [(v.vary_key, v.entry, v) for v in variants]) if variants else None
+        if chosen is None:
+            if "only-if-cached" in request_directives(headers):
+                return self._reply(req, 504, [], b"", "akacdn; fwd=miss; detail=only-if-cached", "MISS")
+            fwd = "vary-miss" if variants else "uri-miss"
+            return await self._fetch(req, customer, key, headers, client, override, fwd, variants, None)
+        r = reuse(req.method, headers, chosen.entry, time.time(), self.policy)
+        if r.action in (Action.HIT, Action.STALE):
+            return self._from_store(req, headers, chosen, r, "HIT" if r.action == Action.HIT else "STALE")
+        if r.action == Action.SWR:
+            self._revalidate_later(customer, key, headers, client, override, chosen)
+            return self._from_store(req, headers, chosen, r, "STALE")
+        if r.action == Action.ONLY_IF_CACHED:
+            return self._reply(req, 504, [], b"", "akacdn; fwd=stale; detail=only-if-cached", "MISS")
+        return await self._fetch(req, customer, key, headers, client, override, fwd_reason(r), variants, (chosen, r))
+
+    async def _fetch(
+        self,
+        req: web.Request,
+        customer: Customer,
+        key: Key,
+        headers: list[tuple[str, str]],
+        client: str,
+        override: float | None,
+        fwd: str,
+        variants: list[Variant],
+        stale: tuple[Variant, Reuse] | None,
+    ) -> web.StreamResponse:
+        """Ask the origin (conditionally when a stored variant needs revalidation)."""
+        ask = list(headers)
+        if stale is not None:
+            ask = [(k, v) for k, v in ask if not k.lower().startswith("if-")]
+            ask += revalidation_headers(stale[0].entry.headers)
+        try:
+            got, collapsed = await self.fetcher.fetch(customer, key[1], ask, client)
+        except OriginError as e:
+            self.rt.log.limited("origin_error", customer=customer.name, error=str(e))
+            return self._origin_failed(req, headers, stale, None)
+        if stale is not None:
+            outcome = validation_outcome(got.status)
+            if outcome == Validation.FRESHEN:
+                v = stale[0]
+                entry = freshen(v.entry, got.headers, got.request_time, got.response_time, customer.default_ttl,
+                                override, self.policy)  # fmt: skip
+                fresh = Variant(v.vary_key, entry, v.body)
+                self.store.keep(key, with_variant(variants, fresh))
+                r = Reuse(Action.HIT, "revalidated", 0.0, entry.lifetime)
+                resp = self._from_store(req, headers, fresh, r, "REVALIDATED")
+                resp.headers["Cache-Status"] = forwarded_status(fwd, 304, None, entry, time.time()).value()
+                return resp
+            if outcome == Validation.ERROR:
+                return self._origin_failed(req, headers, stale, got)
+        if got.status == 304:  # the client's own conditional, passed on: nothing to store
+            return self._reply(req, 304, got.headers, b"", forwarded_status(fwd, 304), "MISS")
+        return self._store_and_answer(req, customer, key, headers, override, fwd, variants, got, collapsed)
+
+    def _store_and_answer(
+        self,
+        req: web.Request,
+        customer: Customer,
+        key: Key,
+        headers: list[tuple[str, str]],
+        override: float | None,
+        fwd: str,
+        variants: list[Variant],
+        got: OriginResponse,
+        collapsed: bool,
+    ) -> web.StreamResponse:
+        verdict = storable("GET", headers, got.status, got.headers)
+        entry = make_entry(got.status, got.headers, got.request_time, got.response_time, customer.default_ttl,
+                           override, self.policy)  # fmt: skip
+        if verdict.ok and entry.lifetime <= 0 and not revalidation_headers(entry.headers):
+            verdict = verdict._replace(ok=False, reason="no-freshness-no-validator")
+        if verdict.ok:
+            self.store.keep(key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, got.body)))
+        cs = forwarded_status(fwd, got.status, verdict, entry, time.time(), collapsed)
+        v = Variant(None, entry, got.body)
+        if verdict.ok and 200 <= got.status < 300:  # conditionals and ranges apply to what we keep
+            resp = self._from_store(req, headers, v, Reuse(Action.HIT, "miss", 0.0, entry.lifetime), "MISS")
+            resp.headers["Cache-Status"] = cs.value()
+            return resp
+        return self._reply(req, got.status, got.headers, got.body, cs, "MISS")
+
+    def _origin_failed(
+        self,
+        req: web.Request,
+        headers: list[tuple[str, str]],
+        stale: tuple[Variant, Reuse] | None,
+        got: OriginResponse | None,
+    ) -> web.StreamResponse:
+        """The origin failed (unreachable or 5xx): stale if allowed, else its error or 502."""
+        if stale is not None:
+            r = stale_on_error(headers, stale[0].entry, time.time(), self.policy)
+            if r is not None:
+                return self._from_store(req, headers, stale[0], r, "STALE", got.status if got else None)
+        if got is not None:
+            return self._reply(req, got.status, got.headers, got.body, forwarded_status("stale", got.status), "MISS")
+        cs = 'akacdn; fwd=uri-miss; detail="origin-unreachable"'
+        text = b"akacdn: origin unreachable\n"
+        return self._reply(req, 502, [("Content-Type", "text/plain; charset=utf-8")], text, cs, "MISS")
+
+    def _revalidate_later(
+        self,
+        customer: Customer,
+        key: Key,
+        headers: list[tuple[str, str]],
+        client: str,
+        override: float | None,
+        v: Variant,
+    ) -> None:
+        """stale-while-revalidate: one background revalidation per key at a time."""
+        if any(t.get_name() == repr(key) for t in self._background):
+            return
+
+        async def revalidate() -> None:
+            ask = [(k, val) for k, val in headers if not k.lower().startswith("if-")] + revalidation_headers(
+                v.entry.headers
+            )
+            try:
+                got, _ = await self.fetcher.fetch(customer, key[1], ask, client)
+            except OriginError:
+                return
+            variants = self.store.variants(key) or []
+            if validation_outcome(got.status) == Validation.FRESHEN:
+                entry = freshen(v.entry, got.headers, got.request_time, got.response_time, customer.default_ttl,
+                                override, self.policy)  # fmt: skip
+                self.store.keep(key, with_variant(variants, Variant(v.vary_key, entry, v.body)))
+            elif got.status < 500 and storable("GET", headers, got.status, got.headers).ok:
+                entry = make_entry(got.status, got.headers, got.request_time, got.response_time,
+                                   customer.default_ttl, override, self.policy)  # fmt: skip
+                self.store.keep(
+                    key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, got.body))
+                )
+
+        task = asyncio.get_running_loop().create_task(revalidate(), name=repr(key))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _unsafe(
+        self, req: web.Request, customer: Customer, key: Key, headers: list[tuple[str, str]], client: str
+    ) -> web.StreamResponse:
+        """POST/PUT/DELETE/...: forwarded to the origin, then what it changed is invalidated."""
+        body = await req.read()
+        try:
+            got = await self.fetcher.forward(customer, req.method, key[1], headers, client, body)
+        except OriginError:
+            cs = 'akacdn; fwd=method; detail="origin-unreachable"'
+            return self._reply(req, 502, [], b"akacdn: origin unreachable\n", cs, "MISS")
+        host = customer.hostnames[0] if customer.hostnames else req.host
+        for path in invalidates(req.method, got.status, f"http://{host}{key[1]}", got.headers):
+            self.store.drop((customer.name, path))
+        return self._reply(req, got.status, got.headers, got.body, forwarded_status("method", got.status), "MISS")

@@ -1,0 +1,43 @@
+"""The edge's store: the memory tier over the disk tier (asyncio shell around both)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..runtime import Runtime
+from .disk import DiskStore
+from .store import Key, MemoryStore, Variant
+
+
+class TieredStore:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.memory = MemoryStore(budget=rt.net.edge.memory_bytes)
+        self.disk = DiskStore(rt.state_dir / "cache", rt.net.edge.disk_bytes)
+        rt.record("cache_loaded", objects=self.disk.load(), dropped=self.disk.dropped)
+        self.disk_errors = rt.counter("akacdn_edge_disk_errors", "Disk store writes that failed")
+
+    def variants(self, key: Key) -> list[Variant] | None:
+        """A key's variants: from memory, else from disk (warm from before a restart)."""
+        got = self.memory.get(key)
+        if got is None:
+            got = self.disk.get(key)
+            if got is not None:
+                self.memory.put(key, got)
+        return got
+
+    def keep(self, key: Key, variants: list[Variant]) -> None:
+        self.memory.put(key, variants)
+        try:
+            self.disk.put(key, variants)
+        except OSError as e:  # a full or failing disk costs warmth, never the response
+            self.disk_errors.inc()
+            self.rt.log.limited("disk_write_failed", error=str(e))
+
+    def drop(self, key: Key) -> None:
+        self.memory.delete(key)
+        self.disk.delete(key)
+
+    def delete_where(self, match: Callable[[Key], bool]) -> int:
+        """Remove every key that matches from both tiers; returns how many keys."""
+        return len(set(self.memory.delete_where(match)) | set(self.disk.delete_where(match)))
