@@ -10,14 +10,15 @@ DEBS   := dnsutils unbound pdns-recursor curl procps iproute2
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help run test test-unit test-integration deps venv clean bench bench-deps bench-dns
+.PHONY: help run test test-unit test-integration deps venv clean bench bench-deps bench-dns bench-edge
 
 help:
 	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
 	@echo "make test   install what is needed and run every test"
 	@echo "make test-unit | test-integration   run one kind of test"
-	@echo "make bench  run every benchmark (now: bench-dns); results in bench/results/"
+	@echo "make bench  run every benchmark (bench-dns, bench-edge); results in bench/results/"
 	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
+	@echo "make bench-edge  wrk vs akacdn edge, nginx proxy_cache, Varnish on loopback, + a cold stampede"
 	@echo "make clean  remove the venv and run/ state"
 
 # Debian packages: installed with apt-get when root and missing; otherwise say what is needed.
@@ -57,7 +58,7 @@ test-integration: deps venv
 	$(BIN)/pytest -q tests/integration
 
 # benchmarks: the venv plus the `bench` extra (matplotlib); each bench script installs its
-# own Debian packages (dnsperf, nsd, knot) when root, keeping their system services stopped
+# own Debian packages (dnsperf nsd knot; nginx varnish wrk) when root, keeping their services stopped
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
 	rm -f $(VENV)/.bench-*
@@ -65,10 +66,13 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-deps: deps $(BENCH_STAMP)
 
-bench: bench-dns
+bench: bench-dns bench-edge
 
 bench-dns: bench-deps
 	$(BIN)/python -m bench.dns.run $(BENCH_ARGS)
+
+bench-edge: bench-deps
+	$(BIN)/python -m bench.edge.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) run *.egg-info

@@ -35,8 +35,8 @@ def say(msg: str) -> None:
 
 
 # Debian packages ---------------------------------------------------------------------
-def missing_debs() -> list[str]:
-    return [p for p in DEBS if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+def missing_debs(debs: tuple[str, ...] = DEBS) -> list[str]:
+    return [p for p in debs if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
 
 
 def _pids_named(name: str) -> set[int]:
@@ -44,25 +44,26 @@ def _pids_named(name: str) -> set[int]:
     return {int(x) for x in out.split()}
 
 
-def install_debs() -> None:
-    """Install dnsperf, NSD and Knot when missing (root only), without leaving their
-    system services running: a temporary policy-rc.d keeps apt from starting them, and
-    any daemon that still came up during *this* install is stopped with its init script
-    and then by pid."""
-    missing = missing_debs()
+def install_debs(debs: tuple[str, ...] = DEBS, services: dict[str, str] | None = None, who: str = "bench-dns") -> None:
+    """Install `debs` (default: dnsperf, NSD and Knot) when missing (root only), without
+    leaving their system services running: a temporary policy-rc.d keeps apt from
+    starting them, and any daemon (`services`: init script -> daemon name) that still
+    came up during *this* install is stopped with its init script and then by pid."""
+    services = SERVICES if services is None else services
+    missing = missing_debs(debs)
     if not missing:
         return
     if os.geteuid() != 0:
         raise SystemExit(
-            f"bench-dns: missing Debian packages: {' '.join(missing)} "
+            f"{who}: missing Debian packages: {' '.join(missing)} "
             f"(run as root, or: sudo apt-get install {' '.join(missing)})"
         )
-    before = {svc: _pids_named(daemon) for svc, daemon in SERVICES.items()}
-    say(f"installing Debian packages: {' '.join(missing)}")
+    before = {svc: _pids_named(daemon) for svc, daemon in services.items()}
+    print(f"{who}: installing Debian packages: {' '.join(missing)}", flush=True)
     made_policy = False
     if not POLICY_RC.exists():
         # Debian's documented switch: exit 101 = "action forbidden", so postinst starts nothing
-        POLICY_RC.write_text("#!/bin/sh\n# written by akacdn bench/dns during its apt-get install\nexit 101\n")
+        POLICY_RC.write_text(f"#!/bin/sh\n# written by akacdn {who} during its apt-get install\nexit 101\n")
         POLICY_RC.chmod(0o755)
         made_policy = True
     try:
@@ -72,11 +73,11 @@ def install_debs() -> None:
     finally:
         if made_policy:
             POLICY_RC.unlink(missing_ok=True)
-    for svc, daemon in SERVICES.items():
+    for svc, daemon in services.items():
         started = _pids_named(daemon) - before[svc]
         if not started:
             continue
-        say(f"apt-get started the {svc} service; stopping it")
+        print(f"{who}: apt-get started the {svc} service; stopping it", flush=True)
         subprocess.run(["service", svc, "stop"], capture_output=True)
         for pid in _pids_named(daemon) & started:
             with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,420 @@
+"""Edge benchmark: wrk against cache hits (a 1 KiB and a 100 KiB object) on akacdn's
+edge, nginx proxy_cache and Varnish, all on loopback in front of one origin, in one
+run; 1 server process each, then 2; plus a cold stampede (200 clients, one new object)
+counting the requests that reach the origin.
+
+    python -m bench.edge.run [--seconds 10] [--processes 1,2] [--caches nginx,varnish,akacdn] ...
+
+Theory of operation:
+  1. install nginx, varnish and wrk when root and missing (system services kept stopped);
+  2. start the benchmark origin (bench/edge/origin.py, 127.78.40.1:8080), which counts
+     the requests it serves per path;
+  3. for each process count, for each cache: write its config in a temp dir and start it
+     on its own 127.78.x.y:8080; per object size warm the object (first request a miss,
+     the next ones must not reach the origin), run wrk (warm-up, then measured) and
+     read the server's CPU (utime+stime over its process tree) before and after; then a
+     cold stampede on a path no cache has seen; stop the cache;
+  4. print the tables; write bench/results/edge.json and edge.png;
+  5. always (also on Ctrl-C or SIGTERM) stop every process it started and remove the
+     temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.dns.run import _machine_busy
+
+from . import network, origin, peers, report, stampede, system, wrk
+from .system import say
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+CACHES = ("nginx", "varnish", "akacdn")
+ADDR = {"nginx": network.NGINX_ADDR, "varnish": network.VARNISH_ADDR, "akacdn": network.EDGE_ADDR}
+SIZES = {"1 KiB": 1024, "100 KiB": 100 * 1024}
+PORT = network.PORT
+
+
+@dataclass
+class Cache:
+    kind: str
+    round: int  # the process count asked for
+    processes: int  # what it runs: nginx workers, Varnish 1 (thread pools = round), akacdn edge processes
+    pid: int
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return ADDR[self.kind]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.procs = system.Procs(tmp / "logs")
+        self.procs.logdir.mkdir()
+        self.notes: list[str] = []
+        self.rows: list[dict[str, object]] = []
+        self.stampedes: list[dict[str, object]] = []
+        self.origin_url = f"http://{network.ORIGIN_ADDR}:{PORT}"
+
+    # origin --------------------------------------------------------------------------
+    def start_origin(self) -> None:
+        _check_free(network.ORIGIN_ADDR, PORT)
+        argv = [sys.executable, "-m", "bench.edge.origin", "--listen", f"{network.ORIGIN_ADDR}:{PORT}"]
+        argv += ["--cold-delay", str(self.args.cold_delay)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        self.procs.start("origin", argv, env)
+        self._wait("origin", f"{self.origin_url}/_origin/stats", None)
+
+    def origin_count(self, path: str | None = None) -> int:
+        with urllib.request.urlopen(f"{self.origin_url}/_origin/stats", timeout=5) as r:  # noqa: S310 (loopback)
+            stats = json.load(r)
+        return int(stats["total"] if path is None else stats["requests"].get(path, 0))
+
+    # caches --------------------------------------------------------------------------
+    def start(self, kind: str, rnd: int) -> Cache:
+        addr = ADDR[kind]
+        _check_free(addr, PORT)
+        name = f"{kind}-{rnd}"
+        d = self.tmp / name
+        notes: list[str] = []
+        processes = rnd
+        env = None
+        if kind == "nginx":
+            argv = peers.nginx_argv(peers.nginx_conf(d, addr, PORT, f"{network.ORIGIN_ADDR}:{PORT}", rnd))
+        elif kind == "varnish":
+            vcl = peers.varnish_vcl(d, network.ORIGIN_ADDR, PORT)
+            argv = peers.varnish_argv(d, addr, PORT, vcl, rnd)
+            processes = 1  # one process (plus its manager); the round sets its thread pools
+        else:
+            path, processes, notes = network.write_config(d, self.origin_url, rnd)
+            exe = Path(sys.executable).with_name("akacdn")
+            argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "akacdn"]
+            argv += ["edge", "--config", str(path), "--machine", network.EDGE_ID]
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            env.pop("NOTIFY_SOCKET", None)
+        p = self.procs.start(name, argv, env)
+        if kind == "akacdn":
+            self._wait(name, f"http://{addr}:{network.MANAGEMENT_PORT}/readyz", None)
+        self._wait(name, f"http://{addr}:{PORT}/obj/ready-{kind}{rnd}-16", network.HOST)
+        return Cache(kind, rnd, processes, p.pid, name, notes)
+
+    def _wait(self, name: str, url: str, host: str | None) -> None:
+        deadline = time.monotonic() + self.args.start_timeout
+        while True:
+            p = self.procs.procs.get(name)
+            if p is not None and p.poll() is not None:
+                raise RuntimeError(f"{name} exited with {p.returncode}:\n{self.procs.log_tail(name)}")
+            if _get(url, host)[0] == 200:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{name}: {url} not 200 after {self.args.start_timeout:g}s:\n{self.procs.log_tail(name)}"
+                )
+            time.sleep(0.2)
+
+    # measuring -----------------------------------------------------------------------
+    def warm(self, c: Cache, path: str, size: int) -> list[str]:
+        """Request the object 3 times: the first may reach the origin, the others must not."""
+        url = f"http://{c.address}:{PORT}{path}"
+        problems = []
+        expected = origin.body(path, size)
+        for _ in range(3):
+            status, body, _headers = _get(url, network.HOST)
+            if status != 200 or body != expected:
+                problems.append(f"{path}: status {status}, {len(body)} bytes (expected 200, {size})")
+                break
+        seen = self.origin_count(path)
+        if seen != 1:
+            problems.append(f"{path}: the origin saw {seen} requests for 3 requests (expected 1: hits after the first)")
+        return problems
+
+    def measure(self, c: Cache, label: str, size: int, warm: bool = True) -> dict[str, object]:
+        a = self.args
+        path = f"/obj/{c.kind}{c.round}-{size}"
+        row: dict[str, object] = {
+            "kind": c.kind,
+            "cache": report.LABEL[c.kind],
+            "object": label,
+            "size": size,
+            "round": c.round,
+            "processes": c.processes,
+            "address": c.address,
+            "path": path,
+            "notes": list(c.notes),
+        }
+        if warm:
+            row["notes"] += self.warm(c, path, size)  # type: ignore[operator]
+        url = f"http://{c.address}:{PORT}{path}"
+        if a.warmup > 0:
+            wrk.run(url, network.HOST, a.connections, a.warmup, a.threads)
+        origin0 = self.origin_count()
+        cpu0, _ = system.tree_cpu(c.pid)
+        busy0, t0 = _machine_busy(), time.monotonic()
+        r, out = wrk.run(url, network.HOST, a.connections, a.seconds, a.threads)
+        cpu1, nprocs = system.tree_cpu(c.pid)
+        busy1, t1 = _machine_busy(), time.monotonic()
+        (self.tmp / f"wrk-{c.kind}-{c.round}-{size}.out").write_text(out)
+        server_cpu = cpu1 - cpu0
+        origin_during = self.origin_count() - origin0
+        other = max(0.0, busy1 - busy0 - server_cpu - r.client_cpu)
+        row |= {
+            "os_processes": nprocs,
+            "requests": r.requests,
+            "rps": round(r.rps, 1),
+            "p50": r.percentiles.get("50"),
+            "p99": r.p99,
+            "percentiles": r.percentiles,
+            "non_2xx": r.non_2xx,
+            "socket_errors": r.socket_errors,
+            "server_cpu": round(server_cpu, 3),
+            "server_cores": round(server_cpu / max(t1 - t0, 1e-9), 3),
+            "client_cpu": r.client_cpu,
+            "other_cores": round(other / max(t1 - t0, 1e-9), 2),
+            "rps_per_cpu_s": round(r.requests / server_cpu, 1) if server_cpu > 0 and r.requests else None,
+            "origin_requests_during_run": origin_during,
+        }
+        notes: list[str] = row["notes"]  # type: ignore[assignment]
+        if r.error:
+            notes.append(r.error)
+        if r.non_2xx:
+            notes.append(f"{r.non_2xx} non-2xx responses")
+        if sum(r.socket_errors.values()):
+            notes.append(f"socket errors {r.socket_errors}")
+        if origin_during:
+            notes.append(f"{origin_during} requests reached the origin during the run (not all hits)")
+        if c.kind == "akacdn" and nprocs < c.processes:
+            row["processes"] = nprocs
+            notes.append(f"config asked for {c.processes} edge processes, {nprocs} ran")
+        p = self.procs.procs.get(c.name)
+        if p is not None and p.poll() is not None:
+            notes.append(f"server exited with {p.returncode} during the run")
+        return row
+
+    def stampede(self, c: Cache) -> dict[str, object]:
+        size = self.args.stampede_size
+        path = f"/cold/stampede-{c.kind}{c.round}-{os.getpid()}-{size}"
+        expected = origin.body(path, size)
+        before = self.origin_count(path)
+        try:
+            out = asyncio.run(
+                stampede.stampede(c.address, PORT, network.HOST, path, self.args.clients, expected, timeout=30.0)
+            )
+            res: dict[str, object] = asdict(out) | {"all_identical_and_full": out.all_identical_and_full}
+        except Exception as e:  # noqa: BLE001 (reported, not fatal: the other caches still run)
+            res = {"clients": self.args.clients, "error": f"{type(e).__name__}: {e}"}
+        time.sleep(0.2)  # let a straggling fetch land in the origin's counter
+        res |= {
+            "kind": c.kind,
+            "cache": report.LABEL[c.kind],
+            "round": c.round,
+            "path": path,
+            "size": size,
+            "origin_requests": self.origin_count(path) - before,
+        }
+        return res
+
+    def run(self) -> None:
+        """Per round: start every cache, measure them taking turns (object by object,
+        repeat by repeat, so a noisy moment on the shared machine does not land on one
+        cache only), then the stampede on each, then stop them."""
+        a = self.args
+        for rnd in a.processes:
+            caches: list[Cache] = []
+            try:
+                for kind in a.caches:
+                    try:
+                        caches.append(self.start(kind, rnd))
+                    except RuntimeError as e:
+                        self.procs.stop(f"{kind}-{rnd}")
+                        say(f"{kind} ({rnd} process(es)) not measured: {e}")
+                        self.notes.append(f"{kind} ({rnd}-process round) not measured: {_gist(e)}")
+                for label, size in SIZES.items():
+                    if label not in a.objects:
+                        continue
+                    for rep in range(1, a.repeat + 1):
+                        for c in caches:
+                            say(
+                                f"{report.LABEL[c.kind]:<17} {label:>7} {rnd} proc: "
+                                f"wrk -c{a.connections} {a.seconds:g}s"
+                                + (f" (repeat {rep}/{a.repeat})" if a.repeat > 1 else "")
+                                + " ..."
+                            )
+                            row = self.measure(c, label, size, warm=rep == 1)
+                            row["repeat"] = rep
+                            self.rows.append(row)
+                            say("  " + report.one_line(row))
+                if a.clients > 0:
+                    for c in caches:
+                        s = self.stampede(c)
+                        self.stampedes.append(s)
+                        say(
+                            f"{report.LABEL[c.kind]:<17} stampede {rnd} proc: {s['origin_requests']} origin "
+                            f"request(s), {s.get('ok', 0)}/{s['clients']} full bodies, "
+                            f"{s.get('distinct_bodies', '-')} distinct"
+                            + (
+                                f", errors {s.get('errors') or s.get('error')}"
+                                if s.get("errors") or s.get("error")
+                                else ""
+                            )
+                        )
+            finally:
+                for c in caches:
+                    self.procs.stop(c.name)
+
+
+def _check_free(addr: str, port: int) -> None:
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, port))
+    except OSError as e:
+        raise RuntimeError(f"{addr}:{port} is taken (TCP): {e}") from None
+    finally:
+        s.close()
+
+
+def _get(url: str, host: str | None, timeout: float = 5.0) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(url, headers={"Host": host} if host else {})  # noqa: S310 (loopback only)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
+            return int(r.status), r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, b"", {}
+    except (OSError, ValueError):
+        return 0, b"", {}
+
+
+def _gist(e: Exception) -> str:
+    lines = [x.strip(" |+-") for x in str(e).splitlines() if x.strip(" |+-^")]
+    return lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "")
+
+
+def _csv(kind: type, allowed: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> list[object]:
+        items = [kind(x.strip()) for x in text.split(",") if x.strip()]
+        if allowed:
+            bad = [x for x in items if x not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
+        return items
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.edge.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each measured wrk run (default 10)")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured wrk run before each (default 2; 0: none)")
+    p.add_argument("--processes", type=_csv(int), default=[1, 2], help="server process counts (default 1,2)")
+    p.add_argument("--caches", type=_csv(str, CACHES), default=list(CACHES), help="default nginx,varnish,akacdn")
+    p.add_argument(
+        "--objects", type=_csv(str, tuple(SIZES)), default=list(SIZES), help="'1 KiB','100 KiB' (default both)"
+    )
+    p.add_argument("--repeat", type=int, default=1, help="measured runs per cache, taking turns; median kept")
+    p.add_argument("--connections", type=int, default=50, help="wrk -c: open connections (default 50)")
+    p.add_argument("--threads", type=int, default=1, help="wrk -t (default 1: wrk gets one core)")
+    p.add_argument("--clients", type=int, default=200, help="stampede clients (default 200; 0: no stampede)")
+    p.add_argument("--stampede-size", type=int, default=100 * 1024, help="stampede object bytes (default 102400)")
+    p.add_argument("--cold-delay", type=float, default=0.2, help="origin delay on a cold object, s (default 0.2)")
+    p.add_argument("--start-timeout", type=float, default=30.0, help="seconds for a server to become ready")
+    p.add_argument("--no-install", action="store_true", help="do not apt-get install nginx/varnish/wrk")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"where edge.json and edge.png go (default {RESULTS})")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, wrk output)")
+    return p
+
+
+def _sigterm(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    if not args.no_install:
+        system.install()
+    missing = [b for b in system.BINARIES if not shutil.which(b)]
+    if missing:
+        print(f"bench-edge: not installed: {' '.join(missing)} (Debian: nginx varnish wrk)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="akacdn-bench-edge-"))
+    bench = Bench(args, tmp)
+    started = time.time()
+    info = system.machine_info()
+    code = 0
+    try:
+        bench.start_origin()
+        bench.run()
+    except KeyboardInterrupt:
+        say("interrupted; stopping what was started")
+        code = 130
+    except RuntimeError as e:
+        say(f"failed: {e}")
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        bench.procs.stop_all()
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not bench.rows and not bench.stampedes:
+        return code or 1
+    rows = report.medians(bench.rows)
+    report.add_ratios(rows)
+    seen: dict[tuple[object, object, str], list[str]] = {}
+    for r in rows:
+        for n in r["notes"]:  # type: ignore[union-attr]
+            seen.setdefault((r["cache"], r["round"], n), []).append(str(r["object"]))
+    for (cache, rnd, n), where in seen.items():
+        bench.notes.append(f"{cache}, {rnd}-process round ({', '.join(where)}): {n}")
+    if "varnish" in args.caches:
+        bench.notes.append("Varnish is one worker process (plus its manager) whatever the round: N = thread pools")
+    if "nginx" in args.caches:
+        bench.notes.append("nginx: proxy_cache_lock on (concurrent misses wait for one fetch; off by default)")
+    doc = {
+        "machine": info,
+        "versions": system.versions(sys.executable),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "duration_s": round(time.time() - started, 1),
+        "notes": bench.notes,
+        "results": rows,
+        "stampede": bench.stampedes,
+        **({"runs": bench.rows} if args.repeat > 1 else {}),
+    }
+    print()
+    print(report.table(rows))
+    print()
+    print(report.stampede_table(bench.stampedes))
+    for n in bench.notes:
+        print(f"note: {n}")
+    if code == 0:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "edge.json").write_text(json.dumps(doc, indent=2) + "\n")
+        try:
+            report.chart(rows, bench.stampedes, args.out / "edge.png", doc)
+            say(f"wrote {args.out / 'edge.json'} and {args.out / 'edge.png'}")
+        except ImportError:
+            say(f"wrote {args.out / 'edge.json'}; no chart: matplotlib missing (pip install -e '.[bench]')")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
