@@ -101,6 +101,21 @@ class Fetcher:
             out["Host"] = customer.hostnames[0]
         return out
 
+    async def _body(self, r: aiohttp.ClientResponse) -> bytes:
+        """The whole body (read to its end), within the size limit and as long as announced."""
+        announced = r.content_length
+        if announced is not None and announced > self.max_body:
+            raise OriginError("origin body over the size limit")
+        chunks, total = [], 0
+        async for chunk in r.content.iter_chunked(64 * 1024):
+            total += len(chunk)
+            if total > self.max_body:
+                raise OriginError("origin body over the size limit")
+            chunks.append(chunk)
+        if announced is not None and total != announced:
+            raise OriginError(f"origin body cut short: {total} of {announced} bytes")
+        return b"".join(chunks)
+
     async def _request(
         self,
         customer: Customer,
@@ -118,9 +133,7 @@ class Fetcher:
             async with self._session.request(
                 method, url, headers=self.origin_headers(customer, headers, client), data=body, allow_redirects=False
             ) as r:
-                data = await r.content.read(self.max_body + 1)
-                if len(data) > self.max_body:
-                    raise OriginError("origin body over the size limit")
+                data = await self._body(r)
                 out = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
                 return OriginResponse(r.status, out, data, sent, time.time())
         except (aiohttp.ClientError, TimeoutError) as e:

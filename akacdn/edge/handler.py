@@ -88,11 +88,14 @@ class Handler:
         x_cache: str,
         age: str | None = None,
         full_length: int | None = None,
+        extra: list[tuple[str, str]] | None = None,
     ) -> web.Response:
         resp = web.Response(status=status, body=None if req.method == "HEAD" else body)
         for k, v in headers if isinstance(headers, list | tuple) else headers.items():
-            if k.lower() not in FRAMING:
+            if k.lower() not in FRAMING:  # framing of the stored or origin message is not ours to repeat
                 resp.headers.add(k, v)
+        for k, v in extra or ():
+            resp.headers.add(k, v)
         if age is not None:
             resp.headers["Age"] = age
         resp.headers.add("Via", self.via)
@@ -122,11 +125,10 @@ class Handler:
         if pre.status == 412:
             return self._reply(req, 412, [], b"", cs, x_cache, age, 0)
         plan = byte_range(req.method, headers, entry.status, entry.headers, len(body))
-        out = list(entry.headers) + plan.headers
         if plan.status == 200:
-            return self._reply(req, entry.status, out, body, cs, x_cache, age)
+            return self._reply(req, entry.status, entry.headers, body, cs, x_cache, age)
         part = body[plan.start : plan.stop]
-        return self._reply(req, plan.status, out, part, cs, x_cache, age, len(part))
+        return self._reply(req, plan.status, entry.headers, part, cs, x_cache, age, len(part), plan.headers)
 
     # -- the flow -------------------------------------------------------------------------
     async def handle(self, req: web.Request) -> web.StreamResponse:
