@@ -33,6 +33,7 @@ from .conditional import (
 from .customers import CustomerIndex
 from .fetch import Fetcher, OriginError, OriginResponse
 from .fields import Headers
+from .report import SerialCounts
 from .rfc9111 import (
     Action,
     CacheStatus,
@@ -69,6 +70,7 @@ class Handler:
         self.requests = rt.counter("akacdn_edge_requests", "Requests by outcome", ("outcome",))
         self.refused = rt.counter("akacdn_edge_refused", "Requests refused", ("reason",))
         self.served = 0
+        self.counts = SerialCounts()
         self._background: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -134,6 +136,12 @@ class Handler:
     async def handle(self, req: web.Request) -> web.StreamResponse:
         self.served += 1
         found = self.customers().lookup(req.headers.get("Host"))
+        resp = await self._handle(req, found)
+        if found is not None:
+            self.counts.record(found[0].serial, resp.headers.get("X-Cache", ""), resp.status, resp.content_length or 0)
+        return resp
+
+    async def _handle(self, req: web.Request, found: tuple[Customer, bool] | None) -> web.StreamResponse:
         if found is None:
             host = req.headers.get("Host", "")
             return self._error(req, 421, f"akacdn: no customer is configured for host {host!r}\n", "unknown-host",

@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from ..mapping.builder import REPORT_TOPIC
 from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
@@ -115,6 +116,16 @@ class Edge:
             await runner.cleanup()
 
 
+async def publish_reports(rt: Runtime, edge: Edge, client: MessagingClient) -> None:
+    """Per-serial counts to the mapping centers, every heartbeat interval."""
+    interval = rt.net.timing.heartbeat_interval
+    while True:
+        await asyncio.sleep(interval)
+        report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, interval)
+        if report is not None:
+            client.publish(REPORT_TOPIC, msgspec.msgpack.encode(report))
+
+
 async def main(rt: Runtime) -> None:
     edge = Edge(rt)
     client = MessagingClient(rt, [PURGE_TOPIC], edge.on_message)
@@ -128,6 +139,7 @@ async def main(rt: Runtime) -> None:
             tg.create_task(rt.watchdog())
             tg.create_task(send_heartbeats(rt, client, edge.status))
             tg.create_task(client.keep_subscribed())
+            tg.create_task(publish_reports(rt, edge, client))
     finally:
         client.close()
         await edge.handler.close()

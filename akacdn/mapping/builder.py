@@ -33,6 +33,25 @@ class Heartbeat(msgspec.Struct, frozen=True):
     detail: str = ""
 
 
+REPORT_TOPIC = "report"  # per-serial traffic from the edges
+
+
+class SerialReport(msgspec.Struct, frozen=True, array_like=True):
+    serial: int
+    requests: int
+    hits: int  # served from the store (fresh or stale)
+    misses: int  # went to the origin
+    errors: int  # answered 5xx
+    bytes: int
+
+
+class Report(msgspec.Struct, frozen=True):
+    machine: str
+    region: str
+    interval: float  # seconds the counts cover
+    serials: list[SerialReport]
+
+
 class Liveness:
     """Last-heard bookkeeping for the configured machines (time passed in)."""
 

@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
 from ..runtime import Runtime, atomic_write, read_file
-from .builder import HEARTBEAT_TOPIC, Heartbeat, Liveness, MapBook, build
+from .builder import HEARTBEAT_TOPIC, REPORT_TOPIC, Heartbeat, Liveness, MapBook, Report, build
 from .maps import AnyMap, sign, topic
 
 _hb = msgspec.msgpack.Decoder(Heartbeat)
+_report = msgspec.msgpack.Decoder(Report)
 
 
 def load_private_key(path: str) -> Ed25519PrivateKey:
@@ -48,13 +49,21 @@ class Center:
         self.live: set[str] = set()
         self.wake = asyncio.Event()
         self.signed: dict[str, bytes] = {}
-        self.client = MessagingClient(rt, [HEARTBEAT_TOPIC], self.on_message)
+        self.client = MessagingClient(rt, [HEARTBEAT_TOPIC, REPORT_TOPIC], self.on_message)
+        self.serial_requests = rt.counter(
+            "akacdn_serial_requests", "Requests the edges served, per serial and cache outcome", ("serial", "outcome")
+        )
+        self.serial_bytes = rt.counter("akacdn_serial_bytes", "Bytes the edges sent, per serial", ("serial",))
+        self.serial_errors = rt.counter("akacdn_serial_errors", "5xx the edges answered, per serial", ("serial",))
         self.published = rt.counter("akacdn_maps_published", "Maps sent to the relays", ("map",))
         self.live_gauge = rt.gauge("akacdn_live_machines", "Machines heard healthy", ("role",))
         self.refused = rt.counter("akacdn_heartbeats_refused", "Heartbeats refused", ("reason",))
         self.seq_gauge = rt.gauge("akacdn_map_built_seq", "Sequence of the newest map built", ("map",))
 
     def on_message(self, env: Envelope) -> None:
+        if env.topic == REPORT_TOPIC:
+            self.on_report(env)
+            return
         hb = _hb.decode(env.body)
         reason = self.liveness.heard(env.sender, hb, time.monotonic())
         if reason:
@@ -62,6 +71,18 @@ class Center:
             self.rt.log.limited("heartbeat_refused", reason=reason, sender=env.sender)
         elif hb.healthy and hb.machine not in self.live:
             self.wake.set()
+
+    def on_report(self, env: Envelope) -> None:
+        report = _report.decode(env.body)
+        if report.machine != env.sender:
+            self.refused.labels("report_sender_mismatch").inc()
+            return
+        for s in report.serials:
+            serial = str(s.serial)
+            self.serial_requests.labels(serial, "hit").inc(s.hits)
+            self.serial_requests.labels(serial, "miss").inc(s.misses)
+            self.serial_bytes.labels(serial).inc(s.bytes)
+            self.serial_errors.labels(serial).inc(s.errors)
 
     def rebuild(self) -> None:
         now = time.monotonic()

@@ -153,3 +153,17 @@ def test_arls_naming_other_origins_or_malformed_are_refused(devnet: Devnet) -> N
     assert curl(f"http://{edge}:{lay.http_port}/7/123/zz/www.demo.example/x", "-H", host)[0] == 400
     assert devnet.metric("r1-e3", "akacdn_edge_refused_total", reason="arl_not_configured") == 2
     assert devnet.metric("r1-e3", "akacdn_edge_refused_total", reason="bad_arl") == 1
+
+
+def test_mapping_center_hears_per_serial_traffic(devnet: Devnet) -> None:
+    edge = devnet.layout.edge(3, 3)
+    for _ in range(3):
+        fetch(devnet, edge, "/css/site.css")
+
+    def heard() -> bool:
+        hits = devnet.metric("mc1", "akacdn_serial_requests_total", serial="123", outcome="hit")
+        misses = devnet.metric("mc1", "akacdn_serial_requests_total", serial="123", outcome="miss")
+        return hits >= 2 and misses >= 1
+
+    wait_for(heard, 10, "the mapping center to count serial 123's requests")
+    assert devnet.metric("mc1", "akacdn_serial_bytes_total", serial="123") > 0

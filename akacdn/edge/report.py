@@ -1,0 +1,38 @@
+"""Per-serial traffic reports from the edges (pure): the mapping center's input for load
+balancing and fault quarantine.
+
+The edge counts, per serial, requests by cache outcome, bytes sent and errors (5xx it
+answered), and publishes them every heartbeat interval on the topic `report`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..mapping.builder import Report, SerialReport
+
+
+class SerialCounts:
+    """Counts since the last report."""
+
+    def __init__(self) -> None:
+        self._counts: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+
+    def record(self, serial: int, x_cache: str, status: int, size: int) -> None:
+        c = self._counts[serial]
+        c[0] += 1
+        if x_cache in ("HIT", "STALE", "REVALIDATED"):
+            c[1] += 1
+        else:
+            c[2] += 1
+        if status >= 500:
+            c[3] += 1
+        c[4] += size
+
+    def drain(self, machine: str, region: str, interval: float) -> Report | None:
+        """The report for the interval just ended (None when nothing was served), and reset."""
+        if not self._counts:
+            return None
+        serials = [SerialReport(s, *c) for s, c in sorted(self._counts.items())]
+        self._counts.clear()
+        return Report(machine, region, interval, serials)

@@ -1,0 +1,20 @@
+"""Per-serial counts the edge reports to the mapping center."""
+
+from __future__ import annotations
+
+import msgspec
+
+from akacdn.edge.report import SerialCounts
+from akacdn.mapping.builder import Report, SerialReport
+
+
+def test_counts_by_serial_and_outcome_then_reset() -> None:
+    c = SerialCounts()
+    assert c.drain("r1-e1", "r1", 1.0) is None  # nothing served: nothing to say
+    for x_cache, status, size in [("HIT", 200, 100), ("MISS", 200, 50), ("STALE", 200, 10), ("MISS", 502, 27)]:
+        c.record(123, x_cache, status, size)
+    c.record(7, "REVALIDATED", 200, 5)
+    report = c.drain("r1-e1", "r1", 1.0)
+    assert report == Report("r1-e1", "r1", 1.0, [SerialReport(7, 1, 1, 0, 0, 5), SerialReport(123, 4, 2, 2, 1, 187)])
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(report), type=Report) == report
+    assert c.drain("r1-e1", "r1", 1.0) is None
