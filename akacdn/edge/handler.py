@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -57,6 +58,16 @@ from .tiers import TieredStore
 
 SAFE = ("GET", "HEAD")
 FRAMING = frozenset({"content-length", "transfer-encoding", "content-range"})
+
+
+def request_target(req: web.Request) -> tuple[str | None, str]:
+    """(host, path?query) of a request. An absolute-form target (`GET http://h/p`) names
+    the host itself and the Host field is ignored (RFC 9112 3.2.2)."""
+    raw = req.raw_path
+    if raw[:7].lower() == "http://" or raw[:8].lower() == "https://":
+        parts = urlsplit(raw)
+        return parts.netloc, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return req.headers.get("Host"), req.path_qs
 
 
 class Handler:
@@ -135,19 +146,21 @@ class Handler:
     # -- the flow -------------------------------------------------------------------------
     async def handle(self, req: web.Request) -> web.StreamResponse:
         self.served += 1
-        found = self.customers().lookup(req.headers.get("Host"))
-        resp = await self._handle(req, found)
+        host, target = request_target(req)
+        found = self.customers().lookup(host)
+        resp = await self._handle(req, found, host, target)
         if found is not None:
             self.counts.record(found[0].serial, resp.headers.get("X-Cache", ""), resp.status, resp.content_length or 0)
         return resp
 
-    async def _handle(self, req: web.Request, found: tuple[Customer, bool] | None) -> web.StreamResponse:
+    async def _handle(
+        self, req: web.Request, found: tuple[Customer, bool] | None, host: str | None, target: str
+    ) -> web.StreamResponse:
         if found is None:
-            host = req.headers.get("Host", "")
-            return self._error(req, 421, f"akacdn: no customer is configured for host {host!r}\n", "unknown-host",
-                               "unknown_host")  # fmt: skip
+            text = f"akacdn: no customer is configured for host {(host or '')!r}\n"
+            return self._error(req, 421, text, "unknown-host", "unknown_host")
         customer, serial_host = found
-        target, override = req.path_qs, None
+        override = None
         if serial_host and arl.is_arl(target):
             try:
                 a = arl.parse(target)

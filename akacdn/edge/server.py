@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Literal
 
 import msgspec
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from ..mapping.builder import REPORT_TOPIC
 from ..mapping.report import send_heartbeats
@@ -104,7 +106,25 @@ class Edge:
     async def serve(self) -> None:
         app = web.Application(client_max_size=16 * 2**20)
         app.router.add_route("*", "/{tail:.*}", self.handler.handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        refused = self.handler.refused
+
+        class Refusals(AbstractAccessLogger):
+            """Sees every response, also the 400s aiohttp's parser (llhttp) sends for malformed
+            or smuggling requests before any handler runs: those are counted here."""
+
+            def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+                if response.status >= 400 and "X-Served-By" not in response.headers:
+                    refused.labels("malformed_request").inc()
+
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log_class=Refusals,
+            access_log=logging.getLogger("akacdn.edge.access"),
+            max_line_size=8190,  # request line and each header line
+            max_field_size=8190,
+            max_headers=100,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.rt.machine.address, self.rt.net.ports.http, reuse_address=True)
         await site.start()

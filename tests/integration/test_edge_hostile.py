@@ -1,0 +1,57 @@
+"""Hostile HTTP at the edge: smuggling and malformed requests get 400, are counted, and
+the edge keeps serving; the edge is never an open proxy."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from akacdn.devnet.network import DEMO_HOST
+from akacdn.devnet.supervisor import Devnet
+
+from .conftest import curl
+
+H = f"Host: {DEMO_HOST}\r\n".encode()
+
+HOSTILE = {
+    "content-length-and-transfer-encoding": b"POST / HTTP/1.1\r\n" + H
+    + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "two-content-lengths": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+    "malformed-chunk": b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "unknown-transfer-coding": b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n",
+    "obs-fold": b"GET / HTTP/1.1\r\n" + H + b"X-A: a\r\n b\r\n\r\n",
+    "header-line-too-long": b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    "too-many-headers": b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: 1\r\n" % i for i in range(300)) + b"\r\n",
+    "bad-method": b"G@T / HTTP/1.1\r\n" + H + b"\r\n",
+    "space-in-field-name": b"GET / HTTP/1.1\r\n" + H + b"X A: 1\r\n\r\n",
+    "bare-lf": b"GET / HTTP/1.1\n" + H.replace(b"\r\n", b"\n") + b"\n",
+    "nul-in-value": b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n",
+    "no-host": b"GET / HTTP/1.1\r\n\r\n",
+}  # fmt: skip
+
+
+def status_of(addr: str, port: int, data: bytes) -> int:
+    with socket.create_connection((addr, port), timeout=5) as s:
+        s.sendall(data)
+        line = s.recv(200).split(b"\r\n", 1)[0]
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_requests_get_400_are_counted_and_the_edge_keeps_serving(module_devnet: Devnet, name: str) -> None:
+    devnet = module_devnet
+    edge, port = devnet.layout.edge(1, 1), devnet.layout.http_port
+    before = devnet.metric("r1-e1", "akacdn_edge_refused_total", reason="malformed_request")
+    assert status_of(edge, port, HOSTILE[name]) == 400
+    assert devnet.metric("r1-e1", "akacdn_edge_refused_total", reason="malformed_request") == before + 1
+    assert curl(f"http://{edge}:{port}/", "-H", f"Host: {DEMO_HOST}")[0] == 200
+
+
+def test_absolute_form_names_the_host_and_is_never_proxied(module_devnet: Devnet) -> None:
+    devnet = module_devnet
+    edge, port = devnet.layout.edge(1, 1), devnet.layout.http_port
+    # the request-target's host wins over the Host field (RFC 9112 3.2.2): not a customer -> 421
+    assert status_of(edge, port, b"GET http://evil.example/ HTTP/1.1\r\n" + H + b"\r\n") == 421
+    ok = b"GET http://" + DEMO_HOST.encode() + b"/img/logo.png HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    assert status_of(edge, port, ok) == 200
