@@ -54,6 +54,7 @@ from .rfc9111 import (
     variant_key,
 )
 from .store import Key, Variant, with_variant
+from .target import normalize_target
 from .tiers import TieredStore
 
 SAFE = ("GET", "HEAD")
@@ -61,13 +62,13 @@ FRAMING = frozenset({"content-length", "transfer-encoding", "content-range"})
 
 
 def request_target(req: web.Request) -> tuple[str | None, str]:
-    """(host, path?query) of a request. An absolute-form target (`GET http://h/p`) names
-    the host itself and the Host field is ignored (RFC 9112 3.2.2)."""
+    """(host, normalised path?query) of a request. An absolute-form target
+    (`GET http://h/p`) names the host itself and the Host field is ignored (RFC 9112 3.2.2)."""
     raw = req.raw_path
     if raw[:7].lower() == "http://" or raw[:8].lower() == "https://":
         parts = urlsplit(raw)
-        return parts.netloc, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return req.headers.get("Host"), req.path_qs
+        return parts.netloc, normalize_target((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    return req.headers.get("Host"), normalize_target(raw)
 
 
 class Handler:

@@ -55,3 +55,12 @@ def test_absolute_form_names_the_host_and_is_never_proxied(module_devnet: Devnet
     assert status_of(edge, port, b"GET http://evil.example/ HTTP/1.1\r\n" + H + b"\r\n") == 421
     ok = b"GET http://" + DEMO_HOST.encode() + b"/img/logo.png HTTP/1.1\r\nHost: evil.example\r\n\r\n"
     assert status_of(edge, port, ok) == 200
+
+
+def test_equivalent_targets_share_one_cached_object(module_devnet: Devnet) -> None:
+    devnet = module_devnet
+    edge, port = devnet.layout.edge(2, 3), devnet.layout.http_port
+    first = curl(f"http://{edge}:{port}/img/photo-1.png", "-H", f"Host: {DEMO_HOST}")
+    for variant in ("/img/./photo-1.png", "/css/../img/photo-1.png", "/%69mg/photo-1.png"):
+        status, headers, body = curl(f"http://{edge}:{port}{variant}", "--path-as-is", "-H", f"Host: {DEMO_HOST}")
+        assert status == 200 and headers["x-cache"] == "HIT" and body == first[2], variant
