@@ -139,6 +139,8 @@ class Customer(_Strict):
     arl_ttl: str = "1d"  # TTL written into ARLs: 30s, 5m, 12h, 7d or seconds (0 .. 365d)
     dynamic: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_DYNAMIC))
     edge_hostname: str = ""  # cname form: one of hostnames (CNAMEd to aNNN.g.<base>); default aNNN.g.<base>
+    # keep one-hit wonders out of the store: an object is stored the second time it is asked for
+    cache_on_second_request: bool = False
 
 
 class Customers(_Strict):

@@ -53,7 +53,7 @@ from .rfc9111 import (
     storable,
     variant_key,
 )
-from .store import Key, Variant, with_variant
+from .store import Key, SecondRequest, Variant, with_variant
 from .target import normalize_target
 from .tiers import TieredStore
 
@@ -83,6 +83,7 @@ class Handler:
         self.refused = rt.counter("akacdn_edge_refused", "Requests refused", ("reason",))
         self.served = 0
         self.counts = SerialCounts()
+        self.second = SecondRequest()
         self._background: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -250,6 +251,8 @@ class Handler:
                            override, self.policy)  # fmt: skip
         if verdict.ok and entry.lifetime <= 0 and not revalidation_headers(entry.headers):
             verdict = verdict._replace(ok=False, reason="no-freshness-no-validator")
+        if verdict.ok and customer.cache_on_second_request and not self.second.admit(key):
+            verdict = verdict._replace(ok=False, reason="first-request")
         if verdict.ok:
             self.store.keep(key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, got.body)))
         cs = forwarded_status(fwd, got.status, verdict, entry, time.time(), collapsed)

@@ -75,3 +75,21 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+
+class SecondRequest:
+    """Admission for `cache_on_second_request`: a key is admitted the second time it is
+    seen within the last `max_keys` keys seen once (a one-hit wonder never is)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._once: OrderedDict[Key, None] = OrderedDict()
+
+    def admit(self, key: Key) -> bool:
+        if key in self._once:
+            del self._once[key]
+            return True
+        self._once[key] = None
+        if len(self._once) > self.max_keys:
+            self._once.popitem(last=False)
+        return False

@@ -167,3 +167,17 @@ def test_mapping_center_hears_per_serial_traffic(devnet: Devnet) -> None:
 
     wait_for(heard, 10, "the mapping center to count serial 123's requests")
     assert devnet.metric("mc1", "akacdn_serial_bytes_total", serial="123") > 0
+
+
+def test_cache_on_second_request_keeps_one_hit_wonders_out(devnet: Devnet) -> None:
+    customers = devnet.dir / "customers.toml"
+    customers.write_text(customers.read_text() + "cache_on_second_request = true\n")
+    devnet.signal("r1-e1", signal.SIGHUP)
+    wait_for(lambda: devnet.metric("r1-e1", "akacdn_config_reloads_total", result="applied") >= 1, 10, "reload")
+    edge, path = devnet.layout.edge(1, 1), "/img/photo-3.png"
+    before = origin_count(devnet, path)
+    first, second, third = (fetch(devnet, edge, path)[1] for _ in range(3))
+    assert first["x-cache"] == "MISS" and "first-request" in first["cache-status"]
+    assert second["x-cache"] == "MISS" and "stored" in second["cache-status"]
+    assert third["x-cache"] == "HIT"
+    assert origin_count(devnet, path) == before + 2

@@ -77,3 +77,15 @@ def test_budget_evicts_least_recently_used(tmp_path: Path) -> None:
     assert d.get(("demo", "/b")) is not None and d.get(("demo", "/d")) is not None
     assert d.get(("demo", "/a")) is None
     assert len(files(tmp_path / "store")) == len(d)
+
+
+def test_second_request_admission_keeps_one_hit_wonders_out() -> None:
+    from akacdn.edge.store import SecondRequest
+
+    gate = SecondRequest(max_keys=2)
+    assert not gate.admit(("c", "/a"))  # first time: not stored
+    assert gate.admit(("c", "/a"))  # second time: stored
+    assert not gate.admit(("c", "/a"))  # (once stored, the store answers; if evicted, start again)
+    for p in ("/b", "/c", "/d"):
+        gate.admit(("c", p))
+    assert not gate.admit(("c", "/b"))  # forgotten: the once-seen list is bounded
