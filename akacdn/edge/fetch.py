@@ -36,14 +36,21 @@ FORWARDED = frozenset(
 )
 
 
+# request fields that make a different origin answer whatever the response's Vary says
+COLLAPSE_ON = frozenset(
+    {"authorization", "cookie", "if-match", "if-modified-since", "if-none-match", "if-unmodified-since"}
+)
+
+
 class OriginResponse:
-    __slots__ = ("status", "headers", "body", "request_time", "response_time")
+    __slots__ = ("status", "headers", "body", "request_time", "response_time", "asked_with")
 
     def __init__(
         self, status: int, headers: list[tuple[str, str]], body: bytes, request_time: float, response_time: float
     ) -> None:
         self.status, self.headers, self.body = status, headers, body
         self.request_time, self.response_time = request_time, response_time
+        self.asked_with: list[tuple[str, str]] = []  # the client request fields it was fetched for
 
 
 class OriginError(Exception):
@@ -68,10 +75,22 @@ class Fetcher:
             await self._session.close()
 
     async def fetch(
-        self, customer: Customer, target: str, headers: list[tuple[str, str]], client: str
+        self,
+        customer: Customer,
+        target: str,
+        headers: list[tuple[str, str]],
+        client: str,
+        vary_on: tuple[str, ...] = (),
     ) -> tuple[OriginResponse, bool]:
-        """GET target from the customer's origin; (response, collapsed into another's request)."""
-        key = (customer.name, target, tuple(sorted((k.lower(), v) for k, v in headers)))
+        """GET target from the customer's origin; (response, collapsed into another's request).
+
+        Requests collapse on the target and the fields that change the origin's answer by
+        protocol (conditionals, credentials), not on the rest (User-Agent, Accept...): a
+        waiter checks the answer's Vary against its own request (`OriginResponse.asked_with`)
+        and asks again, collapsing this time on the fields named by `vary_on` too."""
+        on = COLLAPSE_ON | set(vary_on)
+        shared = tuple(sorted((k.lower(), v) for k, v in headers if k.lower() in on))
+        key = (customer.name, target, shared)
         fut = self._inflight.get(key)
         if fut is not None:
             return await asyncio.shield(fut), True
@@ -79,6 +98,7 @@ class Fetcher:
         self._inflight[key] = fut
         try:
             resp = await self._request(customer, "GET", target, headers, client, None)
+            resp.asked_with = headers
             fut.set_result(resp)
             return resp, False
         except BaseException as e:
@@ -87,6 +107,14 @@ class Fetcher:
             raise
         finally:
             del self._inflight[key]
+
+    async def fetch_alone(
+        self, customer: Customer, target: str, headers: list[tuple[str, str]], client: str
+    ) -> OriginResponse:
+        """GET without collapsing (a waiter whose request the shared answer did not fit)."""
+        resp = await self._request(customer, "GET", target, headers, client, None)
+        resp.asked_with = headers
+        return resp
 
     async def forward(
         self, customer: Customer, method: str, target: str, headers: list[tuple[str, str]], client: str, body: bytes

@@ -52,6 +52,8 @@ from .rfc9111 import (
     stale_on_error,
     storable,
     variant_key,
+    vary_fields,
+    vary_matches,
 )
 from .store import Key, SecondRequest, Variant, with_variant
 from .target import normalize_target
@@ -59,6 +61,11 @@ from .tiers import TieredStore
 
 SAFE = ("GET", "HEAD")
 FRAMING = frozenset({"content-length", "transfer-encoding", "content-range"})
+
+
+def fits(got: OriginResponse, headers: list[tuple[str, str]]) -> bool:
+    """Whether an answer fetched for another request also answers this one (its Vary)."""
+    return vary_matches(got.headers, variant_key(got.headers, got.asked_with), headers)
 
 
 def request_target(req: web.Request) -> tuple[str | None, str]:
@@ -213,6 +220,12 @@ class Handler:
             ask += revalidation_headers(stale[0].entry.headers)
         try:
             got, collapsed = await self.fetcher.fetch(customer, key[1], ask, client)
+            if collapsed and not fits(got, ask):  # the shared answer varies on a field we differ in
+                fields = vary_fields(got.headers)
+                if fields is None:  # Vary: * is never shared
+                    got, collapsed = await self.fetcher.fetch_alone(customer, key[1], ask, client), False
+                else:  # collapse again with those who share our values of the Vary fields
+                    got, collapsed = await self.fetcher.fetch(customer, key[1], ask, client, fields)
         except OriginError as e:
             self.rt.log.limited("origin_error", customer=customer.name, error=str(e))
             return self._origin_failed(req, headers, stale, None)

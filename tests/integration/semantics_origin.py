@@ -157,6 +157,10 @@ class Origin:
             if ims is not None and ims >= LAST_MODIFIED_TS:
                 return 304, cc, b""
             return 200, {**text, **cc}, b"lastmod body\n"
+        if path == "/vary-slow":  # like /vary, answered after 300 ms: concurrent misses overlap
+            await asyncio.sleep(0.3)
+            lang = req.headers.get("Accept-Language", "-")
+            return 200, {**text, "Cache-Control": "max-age=60", "Vary": "Accept-Language"}, f"lang={lang}\n".encode()
         if path == "/vary":
             lang = req.headers.get("Accept-Language", "-")
             return 200, {**text, "Cache-Control": "max-age=60", "Vary": "Accept-Language"}, f"lang={lang}\n".encode()

@@ -556,3 +556,34 @@ def test_via_and_cache_status_on_every_response(sem: Sem) -> None:
     }
     assert not bad, "responses without Via/Cache-Status:\n" + "\n".join(f"[{k}]\n{v}" for k, v in bad.items())
     assert "age" in seen["hit"].headers, str(seen["hit"])
+
+
+def _concurrent(sem: Sem, path: str, header_sets: list[dict[str, str]]) -> list[tuple[int, bytes]]:
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> list[tuple[int, bytes]]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+
+            async def one(h: dict[str, str]) -> tuple[int, bytes]:
+                url = f"http://{sem.edge}:{sem.lay.http_port}{path}"
+                async with s.get(url, headers={"Host": HOST, **h}) as r:
+                    return r.status, await r.read()
+
+            return await asyncio.gather(*(one(h) for h in header_sets))
+
+    return asyncio.run(run())
+
+
+def test_misses_from_different_browsers_share_one_origin_request(sem: Sem) -> None:
+    got = _concurrent(sem, "/big-slow", [{"User-Agent": f"browser/{i}"} for i in range(20)])
+    assert {s for s, _ in got} == {200} and {len(b) for _, b in got} == {100 * 1024}
+    assert sem.count("/big-slow") == 1
+
+
+def test_concurrent_misses_for_different_variants_get_their_own_answers(sem: Sem) -> None:
+    langs = ["en", "fr"] * 10
+    got = _concurrent(sem, "/vary-slow", [{"Accept-Language": lang} for lang in langs])
+    assert [b.decode() for _, b in got] == [f"lang={lang}\n" for lang in langs]
+    assert sem.count("/vary-slow") == 2  # one per variant, however many asked
