@@ -160,6 +160,24 @@ def run_purge(args: argparse.Namespace) -> int:
         return _fail(f"cannot reach {edge.id} at {edge.address}: {e}")
 
 
+def run_keygen(args: argparse.Namespace) -> int:
+    """A mapping center's Ed25519 key: the private key to a file, the public key printed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+    path = Path(args.out)
+    if path.exists() and not args.force:
+        return _fail(f"{path} exists (use --force to replace it)")
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex() + "\n")
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    print(f'public_key = "{public}"  # for this mapping center\'s [[machines]] entry')
+    return 0
+
+
 def run_check(args: argparse.Namespace) -> int:
     net = _load(args.config)
     if isinstance(net, int):
@@ -261,6 +279,14 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--page-url", default="", help="where the page is served (default http://<first hostname>/)")
     d.add_argument("-v", "--verbose", action="store_true", help="list each URL and what became of it on stderr")
     d.set_defaults(func=run_akamaize)
+    d = sub.add_parser(
+        "keygen",
+        help="make a mapping center's Ed25519 key pair",
+        description="Write a mapping center's private key (hex, mode 0600) and print its public_key line.",
+    )
+    d.add_argument("--out", required=True, help="where the private key goes, e.g. /etc/akacdn/keys/mc1.key")
+    d.add_argument("--force", action="store_true", help="replace an existing key file")
+    d.set_defaults(func=run_keygen)
     d = sub.add_parser("check-config", help="validate a network file and its customers file")
     d.add_argument("config")
     d.set_defaults(func=run_check)
