@@ -21,7 +21,6 @@ Theory of operation:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from ..common import fold_notes, measure_guarded, write_results
 from . import dnsperf, network, peers, queries, report, system
 from .system import say
 
@@ -366,31 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, tmp)
     started = time.time()
     info = system.machine_info()
-    code = 0
-    try:
+
+    def steps() -> None:
         bench.prepare()
         bench.run()
-    except KeyboardInterrupt:
-        say("interrupted; stopping what was started")
-        code = 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        bench.procs.stop_all()
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    code = measure_guarded(steps, bench.procs, tmp, args.keep, say)
     if not bench.rows:
         return code or 1
     rows = report.medians(bench.rows)
     report.add_ratios(rows)
-    seen: dict[tuple[object, object, str], list[str]] = {}
-    for r in rows:
-        for n in r["notes"]:  # type: ignore[union-attr]
-            seen.setdefault((r["server"], r["round"], n), []).append(f"{r['group']}/{r['variant']}")
-    for (server, rnd, n), where in seen.items():
-        bench.notes.append(f"{server}, {rnd}-process round ({', '.join(where)}): {n}")
+    bench.notes += fold_notes(rows, "server", lambda r: f"{r['group']}/{r['variant']}")
     doc = {
         "machine": info,
         "versions": system.versions(sys.executable),
@@ -405,13 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in bench.notes:
         print(f"note: {n}")
     if code == 0:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "dns.json").write_text(json.dumps(doc, indent=2) + "\n")
-        try:
-            report.chart(rows, args.out / "dns.png", doc)
-            say(f"wrote {args.out / 'dns.json'} and {args.out / 'dns.png'}")
-        except ImportError:
-            say(f"wrote {args.out / 'dns.json'}; no chart: matplotlib missing (pip install -e '.[bench]')")
+        write_results(args.out, "dns", doc, lambda path: report.chart(rows, path, doc), say)
     return code
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from bench.dns.run import _machine_busy
 
+from ..common import fold_notes, measure_guarded, write_results
 from . import network, origin, peers, report, stampede, system, wrk
 from .system import say
 
@@ -357,34 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, tmp)
     started = time.time()
     info = system.machine_info()
-    code = 0
-    try:
+
+    def steps() -> None:
         bench.start_origin()
         bench.run()
-    except KeyboardInterrupt:
-        say("interrupted; stopping what was started")
-        code = 130
-    except RuntimeError as e:
-        say(f"failed: {e}")
-        code = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        bench.procs.stop_all()
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    code = measure_guarded(steps, bench.procs, tmp, args.keep, say)
     if not bench.rows and not bench.stampedes:
         return code or 1
     rows = report.medians(bench.rows)
     report.add_ratios(rows)
-    seen: dict[tuple[object, object, str], list[str]] = {}
-    for r in rows:
-        for n in r["notes"]:  # type: ignore[union-attr]
-            seen.setdefault((r["cache"], r["round"], n), []).append(str(r["object"]))
-    for (cache, rnd, n), where in seen.items():
-        bench.notes.append(f"{cache}, {rnd}-process round ({', '.join(where)}): {n}")
+    bench.notes += fold_notes(rows, "cache", lambda r: str(r["object"]))
     if "varnish" in args.caches:
         bench.notes.append("Varnish is one worker process (plus its manager) whatever the round: N = thread pools")
     if "nginx" in args.caches:
@@ -406,13 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in bench.notes:
         print(f"note: {n}")
     if code == 0:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "edge.json").write_text(json.dumps(doc, indent=2) + "\n")
-        try:
-            report.chart(rows, bench.stampedes, args.out / "edge.png", doc)
-            say(f"wrote {args.out / 'edge.json'} and {args.out / 'edge.png'}")
-        except ImportError:
-            say(f"wrote {args.out / 'edge.json'}; no chart: matplotlib missing (pip install -e '.[bench]')")
+        write_results(args.out, "edge", doc, lambda path: report.chart(rows, bench.stampedes, path, doc), say)
     return code
 
 
