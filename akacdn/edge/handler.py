@@ -141,6 +141,9 @@ class Handler:
         entry, body, now = v.entry, v.body, time.time()
         cs = served_status(r, fwd_status)
         age = age_header(entry, now)
+        if not any(k[:3].lower() == "if-" or k.lower() == "range" for k, _ in headers):
+            # the common hit: no conditional, no range to evaluate
+            return self._reply(req, entry.status, entry.headers, body, cs, x_cache, age)
         pre = precondition(req.method, headers, entry.status, entry.headers, entry.response_time)
         if pre.status == 304:
             return self._reply(req, 304, not_modified_headers(entry.headers), b"", cs, x_cache, age, 0)
@@ -185,7 +188,10 @@ class Handler:
         if req.method not in SAFE:
             return await self._unsafe(req, customer, key, headers, client)
         variants = self.store.variants(key) or []
-        chosen = select_variant(headers, [(v.vary_key, v.entry, v) for v in variants]) if variants else None
+        if len(variants) == 1 and variants[0].vary_key == ():  # does not vary: nothing to select
+            chosen: Variant | None = variants[0]
+        else:
+            chosen = select_variant(headers, [(v.vary_key, v.entry, v) for v in variants]) if variants else None
         if chosen is None:
             if "only-if-cached" in request_directives(headers):
                 return self._reply(req, 504, [], b"", "akacdn; fwd=miss; detail=only-if-cached", "MISS")
