@@ -63,7 +63,6 @@ class Fetcher:
         self.max_body = max_body
         self._inflight: dict[tuple[object, ...], asyncio.Future[OriginResponse]] = {}
         self._session: aiohttp.ClientSession | None = None
-        self.origin_requests = 0
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=30, sock_connect=3, sock_read=10)
@@ -155,7 +154,6 @@ class Fetcher:
     ) -> OriginResponse:
         assert self._session is not None
         url = customer.origin.rstrip("/") + target
-        self.origin_requests += 1
         sent = time.time()
         try:
             async with self._session.request(

@@ -1,4 +1,5 @@
-"""Edge cores: cache policy (freshness, end-to-end headers), the memory store, customer lookup."""
+"""Edge cores: header fields (Cache-Control lines, end-to-end headers), storability of split
+Cache-Control lines, the memory store, customer lookup."""
 
 from __future__ import annotations
 
@@ -7,59 +8,25 @@ from multidict import CIMultiDict
 
 from akacdn.config import Network
 from akacdn.edge.customers import CustomerIndex
-from akacdn.edge.policy import cache_control, end_to_end, freshness
-from akacdn.edge.rfc9111 import make_entry
+from akacdn.edge.fields import cache_control, end_to_end
+from akacdn.edge.rfc9111 import make_entry, storable
 from akacdn.edge.store import MemoryStore, Variant, size
 
-DEFAULT = 300
-
-# --- freshness -------------------------------------------------------------------------------
-
-FRESHNESS = [
-    # (status, Cache-Control or None, expected seconds or None)
-    (200, None, DEFAULT),
-    (200, "public", DEFAULT),
-    (200, "max-age=60", 60),
-    (200, "max-age=0", 0),
-    (200, "public, max-age=60, s-maxage=600", 600),  # s-maxage beats max-age
-    (200, "s-maxage=5, max-age=60", 5),
-    (200, 'max-age="90"', 90),
-    (200, "MAX-AGE=45", 45),
-    (200, "max-age=soon", DEFAULT),  # unusable value: ignored
-    (200, "max-age=-1", DEFAULT),
-    (200, "no-store", None),
-    (200, "max-age=60, no-store", None),
-    (200, "private", None),
-    (200, "private, s-maxage=600", None),
-    (200, "Private", None),
-    (301, "max-age=60", 60),
-    (404, None, DEFAULT),
-    (410, None, DEFAULT),
-    (302, "max-age=60", None),  # not cacheable by default
-    (500, None, None),
-    (502, "max-age=60", None),
-    (206, "max-age=60", None),
-]
-
-
-@pytest.mark.parametrize(("status", "cc", "expected"), FRESHNESS)
-def test_freshness(status: int, cc: str | None, expected: int | None) -> None:
-    headers = {"Content-Type": "text/plain"} | ({"Cache-Control": cc} if cc is not None else {})
-    assert freshness(status, headers, DEFAULT) == expected
+# --- field parsing ----------------------------------------------------------------------------
 
 
 def test_cache_control_parse() -> None:
     assert cache_control(' Max-Age=60 ,no-cache, ext="a b",, ') == {"max-age": "60", "no-cache": "", "ext": "a b"}
 
 
-def test_freshness_with_case_insensitive_headers() -> None:
-    assert freshness(200, CIMultiDict({"cache-control": "no-store"}), DEFAULT) is None
+def test_storable_with_case_insensitive_headers() -> None:
+    assert not storable("GET", [], 200, CIMultiDict({"cache-control": "no-store"})).ok
 
 
 REPEATED = {
     # an origin may split Cache-Control over several field lines (RFC 9110 5.3: they are one list)
     "multidict-private-last": CIMultiDict([("Cache-Control", "max-age=600"), ("Cache-Control", "private")]),
-    # edge/server.py hands freshness the origin's header lines as end_to_end leaves them
+    # the edge hands the core the origin's header lines as end_to_end leaves them
     "as-edge-passes-private-first": end_to_end(
         CIMultiDict([("Cache-Control", "private"), ("Cache-Control", "max-age=600")])
     ),
@@ -67,13 +34,13 @@ REPEATED = {
 
 
 @pytest.mark.parametrize("headers", REPEATED.values(), ids=REPEATED.keys())
-def test_freshness_reads_every_cache_control_line(headers: dict[str, str]) -> None:
-    assert freshness(200, headers, DEFAULT) is None
+def test_storable_reads_every_cache_control_line(headers: dict[str, str]) -> None:
+    assert not storable("GET", [], 200, headers).ok
 
 
-def test_freshness_repeated_lines_no_store_first() -> None:
+def test_storable_repeated_lines_no_store_first() -> None:
     both = CIMultiDict([("Cache-Control", "no-store"), ("Cache-Control", "max-age=600")])
-    assert freshness(200, both, DEFAULT) is None
+    assert not storable("GET", [], 200, both).ok
 
 
 # --- end-to-end headers ----------------------------------------------------------------------
