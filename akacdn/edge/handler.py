@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from ..config import Customer
 from ..runtime import Runtime
 from . import arl
@@ -34,6 +32,8 @@ from .conditional import (
 from .customers import CustomerIndex
 from .fetch import Fetcher, OriginError, OriginResponse
 from .fields import Headers
+from .hit import Prepared
+from .message import Request, Response
 from .report import SerialCounts
 from .rfc9111 import (
     Action,
@@ -68,14 +68,19 @@ def fits(got: OriginResponse, headers: list[tuple[str, str]]) -> bool:
     return vary_matches(got.headers, variant_key(got.headers, got.asked_with), headers)
 
 
-def request_target(req: web.Request) -> tuple[str | None, str]:
+def set_field(resp: Response, name: str, value: str) -> None:
+    """Replace a field the flow set already (e.g. Cache-Status once the origin answered)."""
+    resp.headers = [(k, value if k == name else v) for k, v in resp.headers]
+
+
+def request_target(req: Request) -> tuple[str | None, str]:
     """(host, normalised path?query) of a request. An absolute-form target
     (`GET http://h/p`) names the host itself and the Host field is ignored (RFC 9112 3.2.2)."""
-    raw = req.raw_path
+    raw = req.target
     if raw[:7].lower() == "http://" or raw[:8].lower() == "https://":
         parts = urlsplit(raw)
         return parts.netloc, normalize_target((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
-    return req.headers.get("Host"), normalize_target(raw)
+    return req.header("host"), normalize_target(raw)
 
 
 class Handler:
@@ -85,6 +90,7 @@ class Handler:
         self.fetcher = fetcher
         self.customers = customers
         self.via = fetcher.via
+        self.machine = rt.machine.id
         self.policy = Policy(stale_if_error=rt.net.edge.stale_if_error)
         self.requests = rt.counter("akacdn_edge_requests", "Requests by outcome", ("outcome",))
         self.refused = rt.counter("akacdn_edge_refused", "Requests refused", ("reason",))
@@ -92,6 +98,55 @@ class Handler:
         self.counts = SerialCounts()
         self.second = SecondRequest()
         self._background: set[asyncio.Task[None]] = set()
+        self._hit = self.requests.labels("hit")
+        self._plain: dict[str, tuple[Customer, Key, str] | None] = {}  # Host + target -> key
+        self._plain_of: CustomerIndex | None = None
+
+    # -- the plain hit (see `hit`) --------------------------------------------------------
+    def _plain_key(self, host: str, target: str) -> tuple[Customer, Key, str] | None:
+        """(customer, cache key, serial's host) for a Host and an origin-form target, when
+        the plain hit may answer it (not an ARL, not absolute-form), memoised."""
+        index = self.customers()
+        if index is not self._plain_of:  # a reload: forget what the old config said
+            self._plain, self._plain_of = {}, index
+        memo = host + "\0" + target
+        try:
+            return self._plain[memo]
+        except KeyError:
+            pass
+        found = index.lookup(host)
+        got = None
+        if found is not None and target[:1] == "/" and not (found[1] and arl.is_arl(target)):
+            got = (found[0], (found[0].name, normalize_target(target)), host)
+        if len(self._plain) > 50_000:
+            self._plain.clear()
+        self._plain[memo] = got
+        return got
+
+    def plain_hit(self, head: bool, host: str, target: str, now: float) -> list[bytes] | None:
+        """The answer to a plain GET/HEAD (no conditional, range or cache directives) when a
+        fresh stored response that does not vary answers it; else None (the full flow)."""
+        plain = self._plain_key(host, target)
+        if plain is None:
+            return None
+        variants = self.store.memory.get(plain[1])
+        if variants is None or len(variants) != 1:
+            return None
+        v = variants[0]
+        if v.vary_key != ():
+            return None
+        p = v.prepared
+        if p is None:
+            p = v.prepared = Prepared(v.entry, v.body, self.via, self.machine)
+        if not p.plain:
+            return None
+        tail = p.tail(now)
+        if tail is None:
+            return None
+        self.served += 1
+        self._hit.inc()
+        self.counts.record(plain[0].serial, "HIT", p.entry.status, len(p.body))
+        return [p.head, tail] if head else [p.head, tail, p.body]
 
     async def close(self) -> None:
         """Cancel and await the background revalidations this handler owns."""
@@ -102,7 +157,7 @@ class Handler:
     # -- formatting -----------------------------------------------------------------------
     def _reply(
         self,
-        req: web.Request,
+        req: Request,
         status: int,
         headers: Headers,
         body: bytes,
@@ -111,33 +166,37 @@ class Handler:
         age: str | None = None,
         full_length: int | None = None,
         extra: list[tuple[str, str]] | None = None,
-    ) -> web.Response:
-        resp = web.Response(status=status, body=None if req.method == "HEAD" else body)
-        for k, v in headers if isinstance(headers, list | tuple) else headers.items():
-            if k.lower() not in FRAMING:  # framing of the stored or origin message is not ours to repeat
-                resp.headers.add(k, v)
-        for k, v in extra or ():
-            resp.headers.add(k, v)
+    ) -> Response:
+        out = [(k, v) for k, v in headers if k.lower() not in FRAMING]  # framing is the server's
+        if extra:
+            out += extra
         if age is not None:
-            resp.headers["Age"] = age
-        resp.headers.add("Via", self.via)
-        resp.headers["X-Served-By"] = self.rt.machine.id
-        resp.headers["X-Cache"] = x_cache
+            out.append(("Age", age))
         cs = cache_status if isinstance(cache_status, str) else cache_status.value()
-        resp.headers["Cache-Status"] = cs
-        if req.method == "HEAD":
-            resp.headers["Content-Length"] = str(len(body) if full_length is None else full_length)
+        out += [("Via", self.via), ("X-Served-By", self.machine), ("X-Cache", x_cache), ("Cache-Status", cs)]
         self.requests.labels(x_cache.lower()).inc()
-        return resp
+        length = len(body) if full_length is None else full_length
+        return Response(status, out, b"" if req.method == "HEAD" else body, length, x_cache)
 
-    def _error(self, req: web.Request, status: int, text: str, detail: str, reason: str) -> web.Response:
+    def refusal(self, status: int, text: str) -> Response:
+        """The answer to a request the HTTP server refused before the flow saw it."""
+        cs = 'akacdn; fwd=bypass; detail="refused"'
+        return self._reply(Request("GET", "", [], ""), status, [("Content-Type", "text/plain; charset=utf-8")],
+                           text.encode(), cs, "MISS")  # fmt: skip
+
+    def failed(self, e: Exception) -> None:
+        """A request the flow failed on (a bug): counted and logged, the daemon goes on."""
+        self.refused.labels("internal_error").inc()
+        self.rt.log.limited("request_failed", error=repr(e))
+
+    def _error(self, req: Request, status: int, text: str, detail: str, reason: str) -> Response:
         self.refused.labels(reason).inc()
         cs = f'akacdn; fwd=bypass; detail="{detail}"'
         return self._reply(req, status, [("Content-Type", "text/plain; charset=utf-8")], text.encode(), cs, "MISS")
 
     def _from_store(
-        self, req: web.Request, headers: Headers, v: Variant, r: Reuse, x_cache: str, fwd_status: int | None = None
-    ) -> web.Response:
+        self, req: Request, headers: Headers, v: Variant, r: Reuse, x_cache: str, fwd_status: int | None = None
+    ) -> Response:
         entry, body, now = v.entry, v.body, time.time()
         cs = served_status(r, fwd_status)
         age = age_header(entry, now)
@@ -156,18 +215,18 @@ class Handler:
         return self._reply(req, plan.status, entry.headers, part, cs, x_cache, age, len(part), plan.headers)
 
     # -- the flow -------------------------------------------------------------------------
-    async def handle(self, req: web.Request) -> web.StreamResponse:
+    async def handle(self, req: Request) -> Response:
         self.served += 1
         host, target = request_target(req)
         found = self.customers().lookup(host)
         resp = await self._handle(req, found, host, target)
         if found is not None:
-            self.counts.record(found[0].serial, resp.headers.get("X-Cache", ""), resp.status, resp.content_length or 0)
+            self.counts.record(found[0].serial, resp.x_cache, resp.status, resp.length or 0)
         return resp
 
     async def _handle(
-        self, req: web.Request, found: tuple[Customer, bool] | None, host: str | None, target: str
-    ) -> web.StreamResponse:
+        self, req: Request, found: tuple[Customer, bool] | None, host: str | None, target: str
+    ) -> Response:
         if found is None:
             text = f"akacdn: no customer is configured for host {(host or '')!r}\n"
             return self._error(req, 421, text, "unknown-host", "unknown_host")
@@ -183,8 +242,8 @@ class Handler:
                 return self._error(req, 403, text, "arl-not-configured", "arl_not_configured")
             target, override = a.target, float(a.ttl)  # the ARL's TTL overrides the origin's
         key = (customer.name, target)
-        headers = list(req.headers.items())
-        client = req.remote or ""
+        headers = req.headers
+        client = req.remote
         if req.method not in SAFE:
             return await self._unsafe(req, customer, key, headers, client)
         variants = self.store.variants(key) or []
@@ -209,7 +268,7 @@ class Handler:
 
     async def _fetch(
         self,
-        req: web.Request,
+        req: Request,
         customer: Customer,
         key: Key,
         headers: list[tuple[str, str]],
@@ -218,7 +277,7 @@ class Handler:
         fwd: str,
         variants: list[Variant],
         stale: tuple[Variant, Reuse] | None,
-    ) -> web.StreamResponse:
+    ) -> Response:
         """Ask the origin (conditionally when a stored variant needs revalidation)."""
         ask = list(headers)
         if stale is not None:
@@ -245,7 +304,7 @@ class Handler:
                 self.store.keep(key, with_variant(variants, fresh))
                 r = Reuse(Action.HIT, "revalidated", 0.0, entry.lifetime)
                 resp = self._from_store(req, headers, fresh, r, "REVALIDATED")
-                resp.headers["Cache-Status"] = forwarded_status(fwd, 304, None, entry, time.time()).value()
+                set_field(resp, "Cache-Status", forwarded_status(fwd, 304, None, entry, time.time()).value())
                 return resp
             if outcome == Validation.ERROR:
                 return self._origin_failed(req, headers, stale, got)
@@ -255,7 +314,7 @@ class Handler:
 
     def _store_and_answer(
         self,
-        req: web.Request,
+        req: Request,
         customer: Customer,
         key: Key,
         headers: list[tuple[str, str]],
@@ -264,7 +323,7 @@ class Handler:
         variants: list[Variant],
         got: OriginResponse,
         collapsed: bool,
-    ) -> web.StreamResponse:
+    ) -> Response:
         verdict = storable("GET", headers, got.status, got.headers)
         entry = make_entry(got.status, got.headers, got.request_time, got.response_time, customer.default_ttl,
                            override, self.policy)  # fmt: skip
@@ -278,17 +337,17 @@ class Handler:
         v = Variant(None, entry, got.body)
         if verdict.ok and 200 <= got.status < 300:  # conditionals and ranges apply to what we keep
             resp = self._from_store(req, headers, v, Reuse(Action.HIT, "miss", 0.0, entry.lifetime), "MISS")
-            resp.headers["Cache-Status"] = cs.value()
+            set_field(resp, "Cache-Status", cs.value())
             return resp
         return self._reply(req, got.status, got.headers, got.body, cs, "MISS")
 
     def _origin_failed(
         self,
-        req: web.Request,
+        req: Request,
         headers: list[tuple[str, str]],
         stale: tuple[Variant, Reuse] | None,
         got: OriginResponse | None,
-    ) -> web.StreamResponse:
+    ) -> Response:
         """The origin failed (unreachable or 5xx): stale if allowed, else its error or 502."""
         if stale is not None:
             r = stale_on_error(headers, stale[0].entry, time.time(), self.policy)
@@ -338,16 +397,16 @@ class Handler:
         task.add_done_callback(self._background.discard)
 
     async def _unsafe(
-        self, req: web.Request, customer: Customer, key: Key, headers: list[tuple[str, str]], client: str
-    ) -> web.StreamResponse:
+        self, req: Request, customer: Customer, key: Key, headers: list[tuple[str, str]], client: str
+    ) -> Response:
         """POST/PUT/DELETE/...: forwarded to the origin, then what it changed is invalidated."""
-        body = await req.read()
+        body = req.body
         try:
             got = await self.fetcher.forward(customer, req.method, key[1], headers, client, body)
         except OriginError:
             cs = 'akacdn; fwd=method; detail="origin-unreachable"'
             return self._reply(req, 502, [], b"akacdn: origin unreachable\n", cs, "MISS")
-        host = customer.hostnames[0] if customer.hostnames else req.host
+        host = customer.hostnames[0] if customer.hostnames else (req.header("host") or "")
         for path in invalidates(req.method, got.status, f"http://{host}{key[1]}", got.headers):
             self.store.drop((customer.name, path))
         return self._reply(req, got.status, got.headers, got.body, forwarded_status("method", got.status), "MISS")

@@ -1,4 +1,4 @@
-"""The edge daemon (aiohttp): the HTTP server, the store, purges, heartbeats.
+"""The edge daemon: the HTTP server (`http1`), the store, purges, heartbeats.
 
 The request flow is `handler.Handler`. Every response names the machine that served it
 (`Via`, `X-Served-By`) and its cache outcome (`X-Cache`, `Cache-Status` per RFC 9211,
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import uuid
 from collections.abc import Callable
 from typing import Literal
 
 import msgspec
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from ..mapping.builder import REPORT_TOPIC
 from ..mapping.report import send_heartbeats
@@ -27,6 +25,7 @@ from ..runtime import Runtime
 from .customers import CustomerIndex
 from .fetch import Fetcher
 from .handler import Handler
+from .http1 import Http1Server
 from .purge import PURGE_TOPIC, Purge, PurgeError, Seen, selector
 from .tiers import TieredStore
 
@@ -104,36 +103,14 @@ class Edge:
         return web.json_response({"id": purge.id, "removed_here": removed, "published": self.publish is not None})
 
     async def serve(self) -> None:
-        app = web.Application(client_max_size=16 * 2**20)
-        app.router.add_route("*", "/{tail:.*}", self.handler.handle)
-        refused = self.handler.refused
-
-        class Refusals(AbstractAccessLogger):
-            """Sees every response, also the 400s aiohttp's parser (llhttp) sends for malformed
-            or smuggling requests before any handler runs: those are counted here."""
-
-            def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-                if response.status >= 400 and "X-Served-By" not in response.headers:
-                    refused.labels("malformed_request").inc()
-
-        runner = web.AppRunner(
-            app,
-            handle_signals=False,
-            access_log_class=Refusals,
-            access_log=logging.getLogger("akacdn.edge.access"),
-            max_line_size=8190,  # request line and each header line
-            max_field_size=8190,
-            max_headers=100,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, self.rt.machine.address, self.rt.net.ports.http, reuse_address=True)
-        await site.start()
+        server = Http1Server(self.handler)
+        await server.listen(self.rt.machine.address, self.rt.net.ports.http)
         self.rt.log.info("listening", address=self.rt.machine.address, port=self.rt.net.ports.http)
         self.rt.ready("socket")
         try:
-            await asyncio.Future()
+            await server.sweep()
         finally:
-            await runner.cleanup()
+            await server.close()
 
 
 async def publish_reports(rt: Runtime, edge: Edge, client: MessagingClient) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from .hit import Prepared
 from .rfc9111 import Entry, VaryKey
 
 Key = tuple[str, str]
@@ -24,6 +25,7 @@ class Variant(msgspec.Struct):
     vary_key: VaryKey | None
     entry: Entry
     body: bytes
+    prepared: Prepared | None = None  # the plain-hit answer, built at the first hit
 
 
 def size(variants: list[Variant]) -> int:

@@ -1,0 +1,331 @@
+"""The edge's HTTP/1.1 server: an asyncio protocol on httptools (llhttp), the shell
+around `handler`.
+
+Parsing is llhttp's, strict: a request with both `Content-Length` and
+`Transfer-Encoding`, malformed chunking, obs-fold or bad field syntax is answered 400
+and the connection closed. On top of it this module enforces what llhttp leaves to its
+user: request line and field lengths, the number of fields, exactly one `Host` in
+HTTP/1.1, a body size limit, and idle/slow-header timeouts (swept once a second, so a
+request costs no timer). Each refusal is counted by reason.
+
+Requests on one connection are answered in order (pipelining). A plain hit (see
+`hit`) is written straight from the parser callback; anything else runs the full
+flow in a task the connection owns, while further pipelined requests queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import time
+
+import httptools
+
+from .handler import Handler
+from .hit import NOT_PLAIN, status_line
+from .message import BodyStream, BodyStreamError, Request, Response
+
+MAX_LINE = 8190  # request target, and each field line
+MAX_FIELDS = 100
+MAX_HEAD = 64 * 1024  # a whole request head
+MAX_BODY = 16 * 2**20
+MAX_PIPELINE = 16  # queued requests before the connection stops reading
+IDLE_TICKS = 75  # seconds a keep-alive connection may sit idle
+HEAD_TICKS = 15  # seconds to send a whole request head
+NO_BODY = frozenset({204, 304})
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.status, self.reason, self.text = status, reason, text
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def date_line() -> bytes:
+    """`Date: ...` for answers the edge makes itself, rebuilt once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, b"Date: " + email.utils.formatdate(now, usegmt=True).encode() + b"\r\n")
+    return _date_cache[1]
+
+
+def serialize_head(resp: Response, head_request: bool, close: bool) -> bytes:
+    """Status line and fields of a response, with the framing this server owns."""
+    lines = [status_line(resp.status)]
+    has_date = False
+    for k, v in resp.headers:
+        if not has_date and k.lower() == "date":
+            has_date = True
+        lines.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
+    if not has_date:
+        lines.append(date_line())
+    if resp.status not in NO_BODY:
+        if resp.length is not None:
+            lines.append(b"Content-Length: %d\r\n" % resp.length)
+        elif not head_request:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+    if close:
+        lines.append(b"Connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: Http1Server) -> None:
+        self.server = server
+        self.handler = server.handler
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.remote = ""
+        self.queue: collections.deque[tuple[Request, bool]] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.closing = False
+        self._can_write: asyncio.Future[None] | None = None
+        self._refusal: Response | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.fields: list[tuple[str, str]] = []
+        self.host: bytes | None = None
+        self.hosts = 0
+        self.plain = True
+        self.head_bytes = 0
+        self.in_head = False
+        self.body: list[bytes] = []
+        self.body_size = 0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, tuple) else ""
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        if self.task is not None:
+            self.task.cancel()
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._can_write = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+        self._can_write = None
+
+    def data_received(self, data: bytes) -> None:
+        self.ticks = 0
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except Refused as e:
+            self._refuse(e)
+        except httptools.HttpParserCallbackError as e:
+            err = e.__context__
+            self._refuse(err if isinstance(err, Refused) else Refused(400, "malformed_request", "bad request"))
+        except httptools.HttpParserUpgrade:
+            pass  # the upgrade request is answered and the connection closed; what follows is dropped
+        except httptools.HttpParserError as e:
+            self._refuse(Refused(400, "malformed_request", f"malformed request: {e}"))
+        else:
+            if self.in_head:
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD:
+                    self._refuse(Refused(431, "head_too_large", "request head too large"))
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset()
+        self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_LINE:
+            raise Refused(414, "target_too_long", "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > MAX_LINE:
+            raise Refused(431, "field_too_large", "request header field too large")
+        if len(self.fields) >= MAX_FIELDS:
+            raise Refused(431, "too_many_fields", "too many request header fields")
+        lower = name.lower()
+        if lower == b"host":
+            self.host = value
+            self.hosts += 1
+        elif lower in NOT_PLAIN:
+            self.plain = False
+        self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        if self.hosts > 1 or (self.hosts == 0 and self.parser.get_http_version() == "1.1"):
+            raise Refused(400, "bad_host", "exactly one Host field is required")
+        if not self.plain:
+            for k, v in self.fields:
+                if k.lower() == "expect" and v.lower() == "100-continue" and self.transport is not None:
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > MAX_BODY:
+            raise Refused(413, "body_too_large", "request body too large")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method()
+        # Upgrade is ignored (RFC 9110 7.8), but llhttp reads no more after it: close
+        keep = self.parser.should_keep_alive() and not self.parser.should_upgrade()
+        if (
+            self.plain
+            and keep
+            and self.task is None
+            and not self.queue
+            and (method == b"GET" or method == b"HEAD")
+            and self.host is not None
+        ):
+            host = self.host.decode("latin-1")
+            out = self.handler.plain_hit(method == b"HEAD", host, self.url.decode("latin-1"), time.time())
+            if out is not None:
+                assert self.transport is not None
+                self.transport.writelines(out)
+                return
+        req = Request(method.decode("ascii"), self.url.decode("latin-1"), self.fields, self.remote, b"".join(self.body))
+        self.queue.append((req, keep))
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._answer_queue())
+        elif len(self.queue) >= MAX_PIPELINE and self.transport is not None:
+            self.transport.pause_reading()
+
+    # -- answering -------------------------------------------------------------------------
+    def _refuse(self, e: Refused) -> None:
+        """Answer a refused request (after any answers queued before it) and close."""
+        self.handler.refused.labels(e.reason).inc()
+        self.closing = True
+        resp = self.handler.refusal(e.status, e.text + "\n")
+        if self.task is None:
+            self._write_head(resp, False, True)
+            self._write_body(resp.body)  # type: ignore[arg-type]
+            self._close()
+        else:  # pipelined requests before the bad one are answered first
+            self.queue.append((Request("GET", "", [], self.remote), False))
+            self._refusal = resp
+
+    def _write_head(self, resp: Response, head_request: bool, close: bool) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(serialize_head(resp, head_request, close))
+
+    def _write_body(self, body: bytes) -> None:
+        if body and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(body)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _answer_queue(self) -> None:
+        try:
+            while self.queue:
+                req, keep = self.queue.popleft()
+                if self._refusal is not None and not req.target:  # queued behind pipelined requests
+                    self._write_head(self._refusal, False, True)
+                    self._write_body(self._refusal.body)  # type: ignore[arg-type]
+                    self._close()
+                    return
+                resp = await self.handler.handle(req)
+                close = not keep
+                self._write_head(resp, req.method == "HEAD", close)
+                if isinstance(resp.body, BodyStream):
+                    if not await self._stream(resp):
+                        return
+                else:
+                    self._write_body(resp.body)
+                if close:
+                    self._close()
+                    return
+                if self.transport is not None and len(self.queue) < MAX_PIPELINE // 2:
+                    self.transport.resume_reading()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug in the flow costs this connection, never the daemon
+            self.handler.failed(e)
+            self._close()
+        finally:
+            self.task = None
+
+    async def _stream(self, resp: Response) -> bool:
+        """Copy a body arriving from the origin to the client as it arrives; False when the
+        connection had to close (the origin broke off: the client sees a short message)."""
+        assert isinstance(resp.body, BodyStream)
+        chunked = resp.length is None
+        try:
+            async for chunk in resp.body.chunks():
+                if self.transport is None or self.transport.is_closing():
+                    return False
+                if chunked:
+                    self.transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+                else:
+                    self.transport.write(chunk)
+                if self._can_write is not None:
+                    await self._can_write
+            if chunked and self.transport is not None:
+                self.transport.write(b"0\r\n\r\n")
+            return True
+        except BodyStreamError:
+            self._close()
+            return False
+
+    def tick(self) -> None:
+        """Once a second: close connections idle (or slow to send a head) too long."""
+        self.ticks += 1
+        if self.task is None and self.ticks > (HEAD_TICKS if self.in_head else IDLE_TICKS):
+            if self.in_head:
+                self.handler.refused.labels("head_timeout").inc()
+            self._close()
+
+
+class Http1Server:
+    """The listening socket(s) and their connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections: set[Connection] = set()
+        self._servers: list[asyncio.Server] = []
+
+    def protocol(self) -> Connection:
+        return Connection(self)
+
+    async def listen(self, host: str, port: int, reuse_port: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            self.protocol, host, port, reuse_address=True, reuse_port=reuse_port, backlog=1024
+        )
+        self._servers.append(server)
+
+    async def sweep(self) -> None:
+        """Tick every connection once a second (timeouts), forever."""
+        while True:
+            await asyncio.sleep(1)
+            for c in list(self.connections):
+                c.tick()
+
+    async def close(self) -> None:
+        for s in self._servers:
+            s.close()
+        for c in list(self.connections):
+            c._close()
+        for s in self._servers:
+            await s.wait_closed()

@@ -1,0 +1,1 @@
+"""Region: membership and intra-region IP takeover (pure decisions in `takeover`)."""
