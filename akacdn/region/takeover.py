@@ -300,7 +300,7 @@ class Takeover:
             if not me:
                 return (False, f"unhealthy, {live[0]} serves it") if live else (True, "")
             better = [pid for pid in live if self._rank(pid, owner) < self._rank(self.id, owner)]
-            return True, ""
+            return (False, f"outranked by {better[0]}") if better else (True, "")
         if me and not live and self._first_live_buddy(owner) == self.id:
             return True, f"owner {owner} {'unhealthy' if self._peers[owner].reachable else 'silent'}"
         return False, ""

@@ -453,3 +453,18 @@ def test_health_flapping_below_recover_after_moves_each_address_once(n: int, vic
     assert sim.moves_since(t0) == 2 * len(addrs(v))
     for a in addrs(v):
         assert sim.holders(a) == [sim.first_live_after(v)]
+
+
+def test_returning_earlier_buddy_does_not_take_what_a_live_peer_serves() -> None:
+    sim = Sim(3)
+    sim.run(2 * S.dead_after)
+    sim.kill("m0")
+    sim.kill("m1")
+    sim.run(S.dead_after + S.interval)
+    assert [sim.holders(a) for a in addrs("m0")] == [["m2"], ["m2"]]
+    t0 = sim.now
+    sim.boot("m1")  # m1 is ahead of m2 in m0's buddy order, but m2 already serves m0's addresses
+    sim.run(S.recover_after + S.release_grace + 2 * S.dead_after)
+    assert [sim.holders(a) for a in addrs("m0")] == [["m2"], ["m2"]]
+    assert_one_holder_each(sim)
+    assert sim.moves_since(t0) == 2  # after m1's start only m2 let go of m1's own two: no churn
