@@ -15,6 +15,7 @@ import aiohttp
 
 from ..config import Customer
 from .fields import end_to_end
+from .message import BodyStream, BodyStreamError
 
 # request fields forwarded to the origin (a denylist would pass on anything a client invents)
 FORWARDED = frozenset(
@@ -43,14 +44,23 @@ COLLAPSE_ON = frozenset(
 
 
 class OriginResponse:
+    """An origin's answer as soon as its head arrived; `body` streams in behind it."""
+
     __slots__ = ("status", "headers", "body", "request_time", "response_time", "asked_with")
 
     def __init__(
-        self, status: int, headers: list[tuple[str, str]], body: bytes, request_time: float, response_time: float
+        self, status: int, headers: list[tuple[str, str]], body: BodyStream, request_time: float, response_time: float
     ) -> None:
         self.status, self.headers, self.body = status, headers, body
         self.request_time, self.response_time = request_time, response_time
         self.asked_with: list[tuple[str, str]] = []  # the client request fields it was fetched for
+
+    async def whole(self) -> bytes:
+        """The complete body; OriginError when the origin broke off."""
+        try:
+            return await self.body.read_all()
+        except BodyStreamError as e:
+            raise OriginError(str(e)) from None
 
 
 class OriginError(Exception):
@@ -62,14 +72,18 @@ class Fetcher:
         self.via = via
         self.max_body = max_body
         self._inflight: dict[tuple[object, ...], asyncio.Future[OriginResponse]] = {}
+        self._pumps: set[asyncio.Task[None]] = set()  # bodies still arriving
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=30, sock_connect=3, sock_read=10)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=10)  # bodies stream: no total
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
 
     async def close(self) -> None:
+        for t in list(self._pumps):
+            t.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
         if self._session:
             await self._session.close()
 
@@ -128,20 +142,25 @@ class Fetcher:
             out["Host"] = customer.hostnames[0]
         return out
 
-    async def _body(self, r: aiohttp.ClientResponse) -> bytes:
-        """The whole body (read to its end), within the size limit and as long as announced."""
-        announced = r.content_length
-        if announced is not None and announced > self.max_body:
-            raise OriginError("origin body over the size limit")
-        chunks, total = [], 0
-        async for chunk in r.content.iter_chunked(64 * 1024):
-            total += len(chunk)
-            if total > self.max_body:
-                raise OriginError("origin body over the size limit")
-            chunks.append(chunk)
-        if announced is not None and total != announced:
-            raise OriginError(f"origin body cut short: {total} of {announced} bytes")
-        return b"".join(chunks)
+    async def _pump(self, r: aiohttp.ClientResponse, body: BodyStream) -> None:
+        """Feed the body to its readers as it arrives, within the size limit and as long
+        as announced; a short or broken body fails the stream (never passed off as whole)."""
+        try:
+            async for chunk in r.content.iter_chunked(64 * 1024):
+                if body.size + len(chunk) > self.max_body:
+                    body.fail("origin body over the size limit")
+                    return
+                body.feed(chunk)
+            if body.length is not None and body.size != body.length:
+                body.fail(f"origin body cut short: {body.size} of {body.length} bytes")
+            else:
+                body.finish()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            body.fail(f"{type(e).__name__}: {e}")
+        finally:
+            if not body.done:  # cancelled
+                body.fail("edge shutting down")
+            r.release()
 
     async def _request(
         self,
@@ -156,11 +175,17 @@ class Fetcher:
         url = customer.origin.rstrip("/") + target
         sent = time.time()
         try:
-            async with self._session.request(
+            r = await self._session.request(
                 method, url, headers=self.origin_headers(customer, headers, client), data=body, allow_redirects=False
-            ) as r:
-                data = await self._body(r)
-                out = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
-                return OriginResponse(r.status, out, data, sent, time.time())
+            )
         except (aiohttp.ClientError, TimeoutError) as e:
             raise OriginError(f"{type(e).__name__}: {e}") from None
+        if r.content_length is not None and r.content_length > self.max_body:
+            r.close()
+            raise OriginError("origin body over the size limit")
+        out = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
+        stream = BodyStream(r.content_length if method != "HEAD" else 0)
+        pump = asyncio.get_running_loop().create_task(self._pump(r, stream))
+        self._pumps.add(pump)
+        pump.add_done_callback(self._pumps.discard)
+        return OriginResponse(r.status, out, stream, sent, time.time())

@@ -33,7 +33,7 @@ from .customers import CustomerIndex
 from .fetch import Fetcher, OriginError, OriginResponse
 from .fields import Headers
 from .hit import Prepared
-from .message import Request, Response
+from .message import Body, BodyStream, Request, Response
 from .report import SerialCounts
 from .rfc9111 import (
     Action,
@@ -66,6 +66,10 @@ FRAMING = frozenset({"content-length", "transfer-encoding", "content-range"})
 def fits(got: OriginResponse, headers: list[tuple[str, str]]) -> bool:
     """Whether an answer fetched for another request also answers this one (its Vary)."""
     return vary_matches(got.headers, variant_key(got.headers, got.asked_with), headers)
+
+
+def has_conditional_or_range(headers: list[tuple[str, str]]) -> bool:
+    return any(k[:3].lower() == "if-" or k.lower() == "range" for k, _ in headers)
 
 
 def set_field(resp: Response, name: str, value: str) -> None:
@@ -160,7 +164,7 @@ class Handler:
         req: Request,
         status: int,
         headers: Headers,
-        body: bytes,
+        body: Body,
         cache_status: CacheStatus | str,
         x_cache: str,
         age: str | None = None,
@@ -175,7 +179,10 @@ class Handler:
         cs = cache_status if isinstance(cache_status, str) else cache_status.value()
         out += [("Via", self.via), ("X-Served-By", self.machine), ("X-Cache", x_cache), ("Cache-Status", cs)]
         self.requests.labels(x_cache.lower()).inc()
-        length = len(body) if full_length is None else full_length
+        if full_length is not None:
+            length: int | None = full_length
+        else:
+            length = body.length if isinstance(body, BodyStream) else len(body)
         return Response(status, out, b"" if req.method == "HEAD" else body, length, x_cache)
 
     def refusal(self, status: int, text: str) -> Response:
@@ -200,7 +207,7 @@ class Handler:
         entry, body, now = v.entry, v.body, time.time()
         cs = served_status(r, fwd_status)
         age = age_header(entry, now)
-        if not any(k[:3].lower() == "if-" or k.lower() == "range" for k, _ in headers):
+        if not has_conditional_or_range(headers):
             # the common hit: no conditional, no range to evaluate
             return self._reply(req, entry.status, entry.headers, body, cs, x_cache, age)
         pre = precondition(req.method, headers, entry.status, entry.headers, entry.response_time)
@@ -310,9 +317,9 @@ class Handler:
                 return self._origin_failed(req, headers, stale, got)
         if got.status == 304:  # the client's own conditional, passed on: nothing to store
             return self._reply(req, 304, got.headers, b"", forwarded_status(fwd, 304), "MISS")
-        return self._store_and_answer(req, customer, key, headers, override, fwd, variants, got, collapsed)
+        return await self._store_and_answer(req, customer, key, headers, override, fwd, got, collapsed)
 
-    def _store_and_answer(
+    async def _store_and_answer(
         self,
         req: Request,
         customer: Customer,
@@ -320,26 +327,50 @@ class Handler:
         headers: list[tuple[str, str]],
         override: float | None,
         fwd: str,
-        variants: list[Variant],
         got: OriginResponse,
         collapsed: bool,
     ) -> Response:
+        """Answer from a fresh origin response, streaming its body as it arrives; the one who
+        fetched it (not those collapsed into its request) stores it once it is whole."""
         verdict = storable("GET", headers, got.status, got.headers)
         entry = make_entry(got.status, got.headers, got.request_time, got.response_time, customer.default_ttl,
                            override, self.policy)  # fmt: skip
         if verdict.ok and entry.lifetime <= 0 and not revalidation_headers(entry.headers):
             verdict = verdict._replace(ok=False, reason="no-freshness-no-validator")
-        if verdict.ok and customer.cache_on_second_request and not self.second.admit(key):
+        if verdict.ok and not collapsed and customer.cache_on_second_request and not self.second.admit(key):
             verdict = verdict._replace(ok=False, reason="first-request")
-        if verdict.ok:
-            self.store.keep(key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, got.body)))
-        cs = forwarded_status(fwd, got.status, verdict, entry, time.time(), collapsed)
-        v = Variant(None, entry, got.body)
-        if verdict.ok and 200 <= got.status < 300:  # conditionals and ranges apply to what we keep
-            resp = self._from_store(req, headers, v, Reuse(Action.HIT, "miss", 0.0, entry.lifetime), "MISS")
-            set_field(resp, "Cache-Status", cs.value())
-            return resp
-        return self._reply(req, got.status, got.headers, got.body, cs, "MISS")
+        if verdict.ok and not collapsed:
+            self._keep_when_whole(key, Variant(variant_key(got.headers, headers), entry, b""), got)
+        now = time.time()
+        cs = forwarded_status(fwd, got.status, verdict, entry, now, collapsed)
+        if not (verdict.ok and 200 <= got.status < 300):
+            return self._reply(req, got.status, got.headers, got.body, cs, "MISS")
+        if req.method == "GET" and not has_conditional_or_range(headers):
+            return self._reply(req, entry.status, entry.headers, got.body, cs, "MISS", age_header(entry, now))
+        try:  # conditionals, ranges and HEAD apply to what we keep: wait for all of it
+            body = await got.whole()
+        except OriginError as e:
+            self.rt.log.limited("origin_error", customer=customer.name, error=str(e))
+            return self._origin_failed(req, headers, None, None)
+        resp = self._from_store(req, headers, Variant(None, entry, body), Reuse(Action.HIT, "miss", 0.0, 0.0), "MISS")
+        set_field(resp, "Cache-Status", cs.value())
+        return resp
+
+    def _keep_when_whole(self, key: Key, new: Variant, got: OriginResponse) -> None:
+        """Store a variant once its body has arrived whole (never a broken one)."""
+
+        async def keep() -> None:
+            try:
+                new.body = await got.whole()
+            except OriginError:
+                return
+            self.store.keep(key, with_variant(self.store.variants(key) or [], new))
+
+        self._own(asyncio.get_running_loop().create_task(keep()))
+
+    def _own(self, task: asyncio.Task[None]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _origin_failed(
         self,
@@ -386,15 +417,15 @@ class Handler:
                                 override, self.policy)  # fmt: skip
                 self.store.keep(key, with_variant(variants, Variant(v.vary_key, entry, v.body)))
             elif got.status < 500 and storable("GET", headers, got.status, got.headers).ok:
+                try:
+                    body = await got.whole()
+                except OriginError:
+                    return
                 entry = make_entry(got.status, got.headers, got.request_time, got.response_time,
                                    customer.default_ttl, override, self.policy)  # fmt: skip
-                self.store.keep(
-                    key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, got.body))
-                )
+                self.store.keep(key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, body)))
 
-        task = asyncio.get_running_loop().create_task(revalidate(), name=repr(key))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._own(asyncio.get_running_loop().create_task(revalidate(), name=repr(key)))
 
     async def _unsafe(
         self, req: Request, customer: Customer, key: Key, headers: list[tuple[str, str]], client: str

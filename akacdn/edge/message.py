@@ -70,10 +70,8 @@ class BodyStream:
         self._wake()
 
     def whole(self) -> bytes:
-        """The complete body (call once `done` without error)."""
-        if len(self._chunks) > 1:
-            self._chunks = [b"".join(self._chunks)]
-        return self._chunks[0] if self._chunks else b""
+        """The complete body (once `done` without error); readers may still be iterating."""
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Every chunk from the first, waiting for those not yet arrived."""

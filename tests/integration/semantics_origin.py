@@ -8,6 +8,7 @@ headers (below) and every request is counted, so a test can tell what reached th
     POST /_reset  clear the counters (and leave "down" mode)
     POST /_down   every other route answers 503 (still counted), until POST /_up
     POST /_kill   the process exits right after answering: the origin becomes unreachable
+    POST /_release  /gated sends the rest of its body (it sent the first 64 KiB and waits)
 
 Routes: see `route()`; /big-slow is /big written in four pieces 50 ms apart (a body that
 arrives over time, as from any real origin).
@@ -33,6 +34,7 @@ START = time.time()
 LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"  # /fresh, /lastmod
 LAST_MODIFIED_TS = 1704067200.0
 BIG = bytes(i % 251 for i in range(100 * 1024))  # /big: known bytes, for Range
+GATED = bytes((i * 7) % 256 for i in range(1024 * 1024))  # /gated
 SWR_DELAY = 2.0  # /swr answers its revalidations this slowly: a stale answer must not wait
 
 
@@ -59,6 +61,7 @@ class Origin:
         self.methods: Counter[str] = Counter()
         self.statuses: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.last_headers: dict[str, dict[str, str]] = {}
+        self.gate = asyncio.Event()
 
     # control ---------------------------------------------------------------------
     async def stats(self, _: web.Request) -> web.Response:
@@ -80,6 +83,8 @@ class Origin:
             self.down = True
         elif what == "up":
             self.down = False
+        elif what == "release":
+            self.gate.set()
         elif what == "kill":
             asyncio.get_running_loop().call_later(0.05, os._exit, 0)
         else:
@@ -97,6 +102,8 @@ class Origin:
             status, headers, body = 503, {"Content-Type": "text/plain"}, b"origin down\n"
         elif path == "/big-slow":
             return await self.slow(req, n)
+        elif path == "/gated":
+            return await self.gated(req, n)
         else:
             status, headers, body = await self.route(req, n)
         headers["X-Origin-Response"] = str(n)
@@ -119,6 +126,18 @@ class Origin:
             for i in range(0, len(BIG), step):
                 await resp.write(BIG[i : i + step])
                 await asyncio.sleep(0.05)
+        await resp.write_eof()
+        self.statuses[req.path]["200"] += 1
+        return resp
+
+    async def gated(self, req: web.Request, n: int) -> web.StreamResponse:
+        """/gated: GATED's first 64 KiB at once, the rest only after POST /_release."""
+        resp = web.StreamResponse(headers={"Cache-Control": "max-age=60", "X-Origin-Response": str(n)})
+        resp.content_length = len(GATED)
+        await resp.prepare(req)
+        await resp.write(GATED[: 64 * 1024])
+        await self.gate.wait()
+        await resp.write(GATED[64 * 1024 :])
         await resp.write_eof()
         self.statuses[req.path]["200"] += 1
         return resp

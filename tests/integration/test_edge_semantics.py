@@ -587,3 +587,46 @@ def test_concurrent_misses_for_different_variants_get_their_own_answers(sem: Sem
     got = _concurrent(sem, "/vary-slow", [{"Accept-Language": lang} for lang in langs])
     assert [b.decode() for _, b in got] == [f"lang={lang}\n" for lang in langs]
     assert sem.count("/vary-slow") == 2  # one per variant, however many asked
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+def _read_until(s: socket.socket, got: bytes, enough: Callable[[bytes], bool]) -> bytes:
+    while not enough(got):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_a_body_streams_to_every_coalesced_client_as_it_arrives(sem: Sem) -> None:
+    """5 clients ask for /gated at once: one origin request; each client has the head and the
+    first 64 KiB while the origin still holds back the rest; after the release all 5 get the
+    whole, identical body, and it was stored (the next request is a hit)."""
+    from .semantics_origin import GATED
+
+    request = f"GET /gated HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    clients = [socket.create_connection((sem.edge, sem.lay.http_port), timeout=10) for _ in range(5)]
+    try:
+        for s in clients:
+            s.sendall(request)
+        firsts = []
+        for s in clients:
+            got = _read_until(s, b"", lambda b: b"\r\n\r\n" in b and len(b.split(b"\r\n\r\n", 1)[1]) >= 64 * 1024)
+            head, _, body = got.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and body[: 64 * 1024] == GATED[: 64 * 1024], head
+            assert b"content-length: %d" % len(GATED) in head.lower(), head
+            firsts.append(body)
+        assert sem.count("/gated") == 1, "the 5 misses shared one origin request"
+        assert sem.statuses("/gated") == {}, "and the origin has not finished it yet"
+        sem.control("release")
+        for s, first in zip(clients, firsts, strict=True):
+            body = _read_until(s, first, lambda b: len(b) >= len(GATED))
+            assert body == GATED
+    finally:
+        for s in clients:
+            s.close()
+    after = sem.get("/gated")
+    assert after.hit and after.body == GATED and sem.count("/gated") == 1, str(after)
