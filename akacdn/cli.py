@@ -56,17 +56,19 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
     from .runtime import Runtime, run
 
     main = _import(DAEMONS[role][1])
-    if role in ("tlns", "llns") and net.dns.workers > 1:
-        from .dns.daemons import worker_main
-        from .dns.workers import fork_workers
+    workers = net.dns.workers if role in ("tlns", "llns") else net.edge.workers if role == "edge" else 1
+    if workers > 1:
+        from .workers import fork_workers
+
+        worker_main = _import(DAEMONS[role][1].rsplit(":", 1)[0] + ":worker_main")
 
         def worker(index: int, link: object) -> int:
             wrt = Runtime(net, machine, f"{role}-worker{index}")
             # reloads come from the parent; only the parent talks to systemd
             os.environ.pop("NOTIFY_SOCKET", None)
-            return run(lambda: worker_main(wrt, link), fast_loop=True, reload=lambda: None)  # type: ignore[arg-type]
+            return run(lambda: worker_main(wrt, link), fast_loop=True, reload=lambda: None)
 
-        links = fork_workers(net.dns.workers - 1, worker)
+        links = fork_workers(workers - 1, worker)
         rt = Runtime(net, machine, role)
         return run(lambda: main(rt, links), fast_loop=True, reload=rt.reload)
     rt = Runtime(net, machine, role)

@@ -79,6 +79,9 @@ class EdgeSettings(_Strict):
     disk_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 2**20  # disk tier budget (state dir)
     # how long past expiry a stale object may answer when its origin fails (RFC 5861 bound)
     stale_if_error: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)] = 3600.0
+    # processes sharing the HTTP port (SO_REUSEPORT), like nginx's worker_processes; they
+    # share the disk tier, each has its own memory tier, and misses are coalesced across them
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
 class ClientNetwork(_Strict):

@@ -111,6 +111,7 @@ class Runtime:
         self.component = component
         self.log = Log(component, machine.id, machine.region)
         self.registry = CollectorRegistry()
+        self.exposed: Any = self.registry  # what /metrics shows: a parent adds its workers' in
         self.state_dir = net.state_path(machine.id)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._not_ready: dict[str, str] = {}
@@ -180,7 +181,8 @@ class Runtime:
 
     # management server -----------------------------------------------------------
     async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = generate_latest(self.exposed)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"alive": True, "machine": self.machine.id})

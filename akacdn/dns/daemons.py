@@ -1,5 +1,7 @@
 """The TLNS and LLNS daemons: a zone, its map holder, a DNS server, messaging; and,
-with `[dns] workers = N`, the worker processes that share the DNS port."""
+with `[dns] workers = N`, the worker processes that share the DNS port (`..workers`).
+Besides R and S, the parent sends its workers M: a signed map it accepted (verified
+again by the worker, not persisted)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
 from ..runtime import Runtime
+from ..workers import Link, decode_stats, encode_stats
 from .lowlevel import LowLevelZone
 from .server import DnsServer
 from .toplevel import TopLevelZone
-from .workers import Link, decode_stats, encode_stats
 
 Zone = TopLevelZone | LowLevelZone
 

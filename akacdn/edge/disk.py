@@ -60,6 +60,7 @@ class DiskStore:
         self.budget = budget
         self.used = 0
         self.dropped = 0  # damaged files deleted
+        self.shared = False  # other processes write here too (`[edge] workers` > 1)
         self._index: OrderedDict[Key, tuple[Path, int]] = OrderedDict()
 
     def _path(self, key: Key) -> Path:
@@ -107,13 +108,20 @@ class DiskStore:
         """The object, or None (absent, or damaged: then it is deleted and counted)."""
         entry = self._index.get(key)
         if entry is None:
-            return None
+            if not self.shared:
+                return None
+            try:  # another worker process may have stored it since this one built its index
+                path = self._path(key)
+                entry = self._index[key] = (path, path.stat().st_size)
+                self.used += entry[1]
+            except OSError:
+                return None
         path, size = entry
         try:
             data = path.read_bytes()
             (n,) = _LEN.unpack_from(data, 4)
             header = _dec.decode(data[8 : 8 + n])
-            if data[:4] != MAGIC or len(data) != 8 + n + header.length:
+            if data[:4] != MAGIC or len(data) != 8 + n + header.length or tuple(header.key) != key:
                 raise ValueError("damaged")
             variants, at = [], 8 + n
             for part in header.parts:

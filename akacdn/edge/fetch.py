@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 
@@ -46,7 +47,7 @@ COLLAPSE_ON = frozenset(
 class OriginResponse:
     """An origin's answer as soon as its head arrived; `body` streams in behind it."""
 
-    __slots__ = ("status", "headers", "body", "request_time", "response_time", "asked_with")
+    __slots__ = ("status", "headers", "body", "request_time", "response_time", "asked_with", "forget")
 
     def __init__(
         self, status: int, headers: list[tuple[str, str]], body: BodyStream, request_time: float, response_time: float
@@ -54,6 +55,7 @@ class OriginResponse:
         self.status, self.headers, self.body = status, headers, body
         self.request_time, self.response_time = request_time, response_time
         self.asked_with: list[tuple[str, str]] = []  # the client request fields it was fetched for
+        self.forget: Callable[[], None] = lambda: None  # no more requests collapse into this one
 
     async def whole(self) -> bytes:
         """The complete body; OriginError when the origin broke off."""
@@ -109,17 +111,24 @@ class Fetcher:
             return await asyncio.shield(fut), True
         fut = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
+
+        def forget() -> None:
+            if self._inflight.get(key) is fut:
+                del self._inflight[key]
+
         try:
             resp = await self._request(customer, "GET", target, headers, client, None)
-            resp.asked_with = headers
-            fut.set_result(resp)
-            return resp, False
         except BaseException as e:
+            forget()
             fut.set_exception(e if isinstance(e, OriginError) else OriginError(repr(e)))
             fut.exception()  # mark retrieved: waiters may be none
             raise
-        finally:
-            del self._inflight[key]
+        resp.asked_with = headers
+        resp.forget = forget
+        fut.set_result(resp)
+        # later misses join while the body arrives (they read it from its start), not after
+        resp.body.when_done(forget)
+        return resp, False
 
     async def fetch_alone(
         self, customer: Customer, target: str, headers: list[tuple[str, str]], client: str

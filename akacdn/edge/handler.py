@@ -34,6 +34,7 @@ from .fetch import Fetcher, OriginError, OriginResponse
 from .fields import Headers
 from .hit import Prepared
 from .message import Body, BodyStream, Request, Response
+from .misslock import Held, MissLocks
 from .report import SerialCounts
 from .rfc9111 import (
     Action,
@@ -103,6 +104,8 @@ class Handler:
         self.second = SecondRequest()
         self._background: set[asyncio.Task[None]] = set()
         self._hit = self.requests.labels("hit")
+        self.locks: MissLocks | None = None  # `[edge] workers` > 1: misses meet across processes
+        self._gates: dict[Key, asyncio.Future[None]] = {}
         self._plain: dict[str, tuple[Customer, Key, str] | None] = {}  # Host + target -> key
         self._plain_of: CustomerIndex | None = None
 
@@ -232,7 +235,13 @@ class Handler:
         return resp
 
     async def _handle(
-        self, req: Request, found: tuple[Customer, bool] | None, host: str | None, target: str
+        self,
+        req: Request,
+        found: tuple[Customer, bool] | None,
+        host: str | None,
+        target: str,
+        again: bool = False,
+        held: Held | None = None,
     ) -> Response:
         if found is None:
             text = f"akacdn: no customer is configured for host {(host or '')!r}\n"
@@ -261,8 +270,10 @@ class Handler:
         if chosen is None:
             if "only-if-cached" in request_directives(headers):
                 return self._reply(req, 504, [], b"", "akacdn; fwd=miss; detail=only-if-cached", "MISS")
+            if self.locks is not None and not again:
+                return await self._miss_across_workers(req, found, host, target, key)
             fwd = "vary-miss" if variants else "uri-miss"
-            return await self._fetch(req, customer, key, headers, client, override, fwd, variants, None)
+            return await self._fetch(req, customer, key, headers, client, override, fwd, variants, None, held)
         r = reuse(req.method, headers, chosen.entry, time.time(), self.policy)
         if r.action in (Action.HIT, Action.STALE):
             return self._from_store(req, headers, chosen, r, "HIT" if r.action == Action.HIT else "STALE")
@@ -272,6 +283,28 @@ class Handler:
         if r.action == Action.ONLY_IF_CACHED:
             return self._reply(req, 504, [], b"", "akacdn; fwd=stale; detail=only-if-cached", "MISS")
         return await self._fetch(req, customer, key, headers, client, override, fwd_reason(r), variants, (chosen, r))
+
+    async def _miss_across_workers(
+        self, req: Request, found: tuple[Customer, bool], host: str | None, target: str, key: Key
+    ) -> Response:
+        """A miss with `[edge] workers` > 1: one request per process takes the key's miss
+        lock (`misslock`); the others here wait for it, then all look again (on disk, for
+        what another worker stored) and collapse into this process's fetch if still missing."""
+        assert self.locks is not None
+        gate = self._gates.get(key)
+        if gate is not None:
+            await asyncio.shield(gate)
+            return await self._handle(req, found, host, target, again=True)
+        gate = self._gates[key] = asyncio.get_running_loop().create_future()
+        held = None
+        try:
+            held = await self.locks.acquire(key)
+            return await self._handle(req, found, host, target, again=True, held=held)
+        finally:
+            gate.set_result(None)
+            del self._gates[key]
+            if held is not None and not held.passed:
+                held.release()
 
     async def _fetch(
         self,
@@ -284,6 +317,7 @@ class Handler:
         fwd: str,
         variants: list[Variant],
         stale: tuple[Variant, Reuse] | None,
+        held: Held | None = None,
     ) -> Response:
         """Ask the origin (conditionally when a stored variant needs revalidation)."""
         ask = list(headers)
@@ -298,6 +332,9 @@ class Handler:
                     got, collapsed = await self.fetcher.fetch_alone(customer, key[1], ask, client), False
                 else:  # collapse again with those who share our values of the Vary fields
                     got, collapsed = await self.fetcher.fetch(customer, key[1], ask, client, fields)
+            if collapsed and not storable("GET", ask, got.status, got.headers).ok:
+                # a response not for a shared cache (private, no-store...) is not shared either
+                got, collapsed = await self.fetcher.fetch_alone(customer, key[1], ask, client), False
         except OriginError as e:
             self.rt.log.limited("origin_error", customer=customer.name, error=str(e))
             return self._origin_failed(req, headers, stale, None)
@@ -317,7 +354,7 @@ class Handler:
                 return self._origin_failed(req, headers, stale, got)
         if got.status == 304:  # the client's own conditional, passed on: nothing to store
             return self._reply(req, 304, got.headers, b"", forwarded_status(fwd, 304), "MISS")
-        return await self._store_and_answer(req, customer, key, headers, override, fwd, got, collapsed)
+        return await self._store_and_answer(req, customer, key, headers, override, fwd, got, collapsed, held)
 
     async def _store_and_answer(
         self,
@@ -329,6 +366,7 @@ class Handler:
         fwd: str,
         got: OriginResponse,
         collapsed: bool,
+        held: Held | None = None,
     ) -> Response:
         """Answer from a fresh origin response, streaming its body as it arrives; the one who
         fetched it (not those collapsed into its request) stores it once it is whole."""
@@ -340,7 +378,14 @@ class Handler:
         if verdict.ok and not collapsed and customer.cache_on_second_request and not self.second.admit(key):
             verdict = verdict._replace(ok=False, reason="first-request")
         if verdict.ok and not collapsed:
-            self._keep_when_whole(key, Variant(variant_key(got.headers, headers), entry, b""), got)
+            self._keep_when_whole(key, Variant(variant_key(got.headers, headers), entry, b""), got, held)
+            if held is not None:
+                held.passed = True
+        elif not collapsed:
+            got.forget()  # nothing to share with later misses
+            if held is not None:
+                held.passed = True
+                got.body.when_done(held.release)
         now = time.time()
         cs = forwarded_status(fwd, got.status, verdict, entry, now, collapsed)
         if not (verdict.ok and 200 <= got.status < 300):
@@ -356,15 +401,19 @@ class Handler:
         set_field(resp, "Cache-Status", cs.value())
         return resp
 
-    def _keep_when_whole(self, key: Key, new: Variant, got: OriginResponse) -> None:
-        """Store a variant once its body has arrived whole (never a broken one)."""
+    def _keep_when_whole(self, key: Key, new: Variant, got: OriginResponse, held: Held | None) -> None:
+        """Store a variant once its body has arrived whole (never a broken one); then other
+        workers waiting for the key's miss lock find it on disk."""
 
         async def keep() -> None:
             try:
                 new.body = await got.whole()
+                self.store.keep(key, with_variant(self.store.variants(key) or [], new))
             except OriginError:
                 return
-            self.store.keep(key, with_variant(self.store.variants(key) or [], new))
+            finally:
+                if held is not None:
+                    held.release()
 
         self._own(asyncio.get_running_loop().create_task(keep()))
 

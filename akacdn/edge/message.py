@@ -11,7 +11,7 @@ read one origin body as it arrives.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 
 class Request:
@@ -50,10 +50,22 @@ class BodyStream:
         self.error: BodyStreamError | None = None
         self._chunks: list[bytes] = []
         self._changed = asyncio.Event()
+        self._when_done: list[Callable[[], None]] = []
 
     def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        if self.done:
+            for call in self._when_done:
+                call()
+            self._when_done.clear()
+
+    def when_done(self, call: Callable[[], None]) -> None:
+        """Call `call` once the body has ended (whole or broken); now if it has."""
+        if self.done:
+            call()
+        else:
+            self._when_done.append(call)
 
     def feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)

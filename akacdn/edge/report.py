@@ -36,3 +36,10 @@ class SerialCounts:
         serials = [SerialReport(s, *c) for s, c in sorted(self._counts.items())]
         self._counts.clear()
         return Report(machine, region, interval, serials)
+
+    def merge(self, report: Report) -> None:
+        """Add a worker process's counts (its drained report) to these."""
+        for s in report.serials:
+            c = self._counts[s.serial]
+            for i, v in enumerate((s.requests, s.hits, s.misses, s.errors, s.bytes)):
+                c[i] += v

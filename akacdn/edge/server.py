@@ -1,4 +1,5 @@
-"""The edge daemon: the HTTP server (`http1`), the store, purges, heartbeats.
+"""The edge daemon: the HTTP server (`http1`) and its worker processes, the store, purges,
+heartbeats.
 
 The request flow is `handler.Handler`. Every response names the machine that served it
 (`Via`, `X-Served-By`) and its cache outcome (`X-Cache`, `Cache-Status` per RFC 9211,
@@ -9,6 +10,7 @@ edge is not an open proxy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import uuid
 from collections.abc import Callable
@@ -17,15 +19,17 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from ..mapping.builder import REPORT_TOPIC
+from ..mapping.builder import REPORT_TOPIC, Report
 from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
 from ..runtime import Runtime
+from ..workers import Link, MergedMetrics, registry_snapshot
 from .customers import CustomerIndex
 from .fetch import Fetcher
 from .handler import Handler
 from .http1 import Http1Server
+from .misslock import MissLocks
 from .purge import PURGE_TOPIC, Purge, PurgeError, Seen, selector
 from .tiers import TieredStore
 
@@ -47,12 +51,16 @@ class Edge:
         self.via = f"1.1 {rt.machine.id} (akacdn)"
         self.fetcher = Fetcher(self.via)
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
+        if rt.net.edge.workers > 1:  # the disk tier and the misses are shared with the workers
+            self.store.disk.shared = True
+            self.handler.locks = MissLocks(rt.state_dir / "cache")
         self.objects = rt.gauge("akacdn_edge_cache_objects", "Keys in the memory store")
         self.bytes = rt.gauge("akacdn_edge_cache_bytes", "Bytes in the memory store")
         self.disk_objects = rt.gauge("akacdn_edge_disk_objects", "Keys in the disk store")
         self.disk_dropped = rt.gauge("akacdn_edge_disk_dropped", "Damaged store files deleted since start")
         self.seen = Seen()
         self.publish: Callable[[str, bytes], None] | None = None
+        self.to_workers: Callable[[bytes, bytes], object] | None = None  # `[edge] workers` > 1
         self.purges = rt.counter("akacdn_edge_purges", "Purges applied", ("source",))
         self.purge_refused = rt.counter("akacdn_edge_purge_refused", "Purges refused", ("reason",))
         rt.not_ready("socket", "HTTP socket not bound yet")
@@ -60,11 +68,14 @@ class Edge:
     def status(self, interval: float) -> tuple[bool, float, str]:
         """Heartbeat content: healthy, requests per second since the last beat."""
         load, self.handler.served = self.handler.served / interval, 0
+        self.refresh_gauges()
+        return True, load, ""
+
+    def refresh_gauges(self) -> None:
         self.objects.set(len(self.store.memory))
         self.bytes.set(self.store.memory.used)
         self.disk_objects.set(len(self.store.disk))
         self.disk_dropped.set(self.store.disk.dropped)
-        return True, load, ""
 
     # purges ------------------------------------------------------------------------
     def apply_purge(self, purge: Purge, source: str) -> int:
@@ -73,6 +84,8 @@ class Edge:
             return 0
         match = selector(purge, list(self.rt.net.customers), self.customers.for_host)
         removed = self.store.delete_where(match)
+        if self.to_workers is not None:
+            self.to_workers(b"P", msgspec.msgpack.encode(purge))
         self.purges.labels(source).inc()
         self.rt.record("purged", id=purge.id, kind=purge.kind, values=purge.values, removed=removed, source=source)
         return removed
@@ -104,13 +117,17 @@ class Edge:
 
     async def serve(self) -> None:
         server = Http1Server(self.handler)
-        await server.listen(self.rt.machine.address, self.rt.net.ports.http)
+        shared = self.rt.net.edge.workers > 1
+        await server.listen(self.rt.machine.address, self.rt.net.ports.http, reuse_port=shared)
         self.rt.log.info("listening", address=self.rt.machine.address, port=self.rt.net.ports.http)
         self.rt.ready("socket")
         try:
             await server.sweep()
         finally:
             await server.close()
+
+
+_report_dec = msgspec.msgpack.Decoder(Report)
 
 
 async def publish_reports(rt: Runtime, edge: Edge, client: MessagingClient) -> None:
@@ -123,8 +140,33 @@ async def publish_reports(rt: Runtime, edge: Edge, client: MessagingClient) -> N
             client.publish(REPORT_TOPIC, msgspec.msgpack.encode(report))
 
 
-async def main(rt: Runtime) -> None:
+async def _worker_link(edge: Edge, merged: MergedMetrics, link: Link) -> None:
+    """Parent side of `[edge] workers`: take each worker's counters (metrics, per-serial
+    counts, requests served); purges and reloads go the other way (`Edge.to_workers`)."""
+    await link.open()
+    try:
+        while True:
+            kind, body = await link.receive()
+            if kind == b"S":
+                merged.take(link.index, body)
+            elif kind == b"C":
+                served, report = body[:8], body[8:]
+                edge.handler.served += int.from_bytes(served, "big")
+                if report:
+                    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                        edge.handler.counts.merge(_report_dec.decode(report))
+    except EOFError:
+        raise RuntimeError(f"edge worker {link.index} exited") from None
+
+
+async def main(rt: Runtime, links: list[Link] | None = None) -> None:
+    links = links or []
     edge = Edge(rt)
+    merged = MergedMetrics(rt.registry)
+    if links:
+        rt.exposed = merged
+        edge.to_workers = lambda kind, body: [link.send(kind, body) for link in links]
+        rt.on_reload(lambda _: edge.to_workers(b"R", b"") if edge.to_workers else None)
     client = MessagingClient(rt, [PURGE_TOPIC], edge.on_message)
     edge.publish = client.publish
     await client.start()
@@ -137,7 +179,52 @@ async def main(rt: Runtime) -> None:
             tg.create_task(send_heartbeats(rt, client, edge.status))
             tg.create_task(client.keep_subscribed())
             tg.create_task(publish_reports(rt, edge, client))
+            for link in links:
+                tg.create_task(_worker_link(edge, merged, link))
     finally:
         client.close()
+        for link in links:
+            link.close()
+        await edge.handler.close()
+        await edge.fetcher.close()
+
+
+async def worker_main(rt: Runtime, link: Link) -> None:
+    """An edge worker process: serves HTTP on the shared port; purges and reloads come
+    from the parent, its counters go to it every second."""
+    edge = Edge(rt)
+    await link.open()
+    await edge.fetcher.start()
+
+    async def from_parent() -> None:
+        while True:
+            try:
+                kind, body = await link.receive()
+            except EOFError:
+                raise RuntimeError("parent gone") from None
+            if kind == b"P":
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, PurgeError):
+                    edge.apply_purge(_purge_dec.decode(body), "parent")
+            elif kind == b"R":
+                rt.reload()
+
+    async def to_parent() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            served, edge.handler.served = edge.handler.served, 0
+            edge.refresh_gauges()
+            link.send(b"S", registry_snapshot(rt.registry))
+            report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, 1.0)
+            body = msgspec.msgpack.encode(report) if report is not None else b""
+            if report is not None or served:
+                link.send(b"C", served.to_bytes(8, "big") + body)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(edge.serve())
+            tg.create_task(from_parent())
+            tg.create_task(to_parent())
+    finally:
+        link.close()
         await edge.handler.close()
         await edge.fetcher.close()

@@ -16,7 +16,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,11 +184,13 @@ def _wait_ready(url: str, proc: Proc, what: str, timeout: float = 20.0) -> None:
         pytest.fail(f"{what} not ready at {url} (exit code {proc.popen.poll()}):\n{proc.text()[-3000:]}")
 
 
-@pytest.fixture
-def sem(tmp_path: Path, net: int, procs: Callable[..., Proc]) -> Iterator[Sem]:
-    """A semantics origin and one edge in front of it, on fresh state; both stopped after."""
+def start_sem(tmp_path: Path, net: int, procs: Callable[..., Proc], workers: int = 1) -> Sem:
+    """A semantics origin and one edge (with `workers` processes) in front of it, on fresh
+    state; the procs fixture stops both, also when the test failed."""
     lay = Layout(net=net, dns_port=53, http_port=8080)
     config = write_config(tmp_path / "net", lay)
+    if workers > 1:
+        config.write_text(config.read_text() + f"\n[edge]\nworkers = {workers}\n")
     customers = {
         "customers": [
             {
@@ -213,8 +215,13 @@ def sem(tmp_path: Path, net: int, procs: Callable[..., Proc]) -> Iterator[Sem]:
         tmp_path / "edge.log",
     )
     _wait_ready(f"http://{lay.edge(1, 1)}:9400/readyz", edge, "the edge")
-    yield Sem(lay, lay.edge(1, 1), lay.origin, origin, edge)
-    # (the procs fixture stops both, also when the test failed)
+    return Sem(lay, lay.edge(1, 1), lay.origin, origin, edge)
+
+
+@pytest.fixture
+def sem(tmp_path: Path, net: int, procs: Callable[..., Proc]) -> Sem:
+    """A semantics origin and one edge in front of it, on fresh state; both stopped after."""
+    return start_sem(tmp_path, net, procs)
 
 
 # --- 1. fresh objects ---------------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""`[dns] workers = N`: N nameserver processes sharing the DNS port (SO_REUSEPORT).
+"""Worker processes sharing a daemon's port (SO_REUSEPORT): `[dns] workers = N` for the
+nameservers, `[edge] workers = N` for the edge.
 
 The daemon's process forks N-1 workers before it creates any event loop. Each worker
-serves DNS only; the parent also does messaging, maps, management and reloads. They
-talk over one socketpair per worker, in frames of `kind (1 byte) + length (4) + body`:
+serves its port only; the parent also does messaging, maps, management and reloads.
+They talk over one socketpair per worker, in frames of `kind (1 byte) + length (4) +
+body`. Common kinds (each daemon adds its own):
 
-  parent -> worker   M  a signed map the parent accepted (verified again, not persisted)
-                     R  reload the config (the parent got SIGHUP)
-  worker -> parent   S  the worker's DNS counters (msgpack), every second
+  parent -> worker   R  reload the config (the parent got SIGHUP)
+  worker -> parent   S  the worker's counters (msgpack), every second
 
 A worker that loses its parent exits (EOF on the link, and PR_SET_PDEATHSIG); a parent
 that loses a worker exits non-zero, so systemd restarts the whole set from the last
@@ -21,9 +22,11 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgspec
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 _HEAD = struct.Struct("!cI")
 MAX_FRAME = 16 * 2**20
@@ -104,3 +107,57 @@ def encode_stats(snapshot: Snapshot) -> bytes:
 
 def decode_stats(body: bytes) -> Snapshot:
     return _stats_dec.decode(body)
+
+
+# --- a worker's whole metrics registry, added up in the parent's /metrics ---------------------
+
+_Sample = tuple[str, dict[str, str], float]
+_Family = tuple[str, str, str, list[_Sample]]  # name, type, help, samples
+_families_dec = msgspec.msgpack.Decoder(list[_Family])
+
+
+def registry_snapshot(registry: CollectorRegistry) -> bytes:
+    """Every sample of a registry but the `_created` timestamps, for the parent to add up."""
+    fams = [
+        (
+            m.name,
+            m.type,
+            m.documentation,
+            [(s.name, s.labels, s.value) for s in m.samples if not s.name.endswith("_created")],
+        )
+        for m in registry.collect()
+    ]
+    return _stats_enc.encode(fams)
+
+
+class MergedMetrics:
+    """The parent's registry with its workers' samples added in: counters, gauges and
+    histogram buckets of one name and labels are summed (so a gauge reads as the total
+    over the processes, e.g. cached objects)."""
+
+    def __init__(self, own: CollectorRegistry) -> None:
+        self.own = own
+        self.workers: dict[int, list[_Family]] = {}
+
+    def take(self, index: int, body: bytes) -> None:
+        try:
+            self.workers[index] = _families_dec.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass  # a bad frame from our own worker: keep its last good snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        fams = {m.name: m for m in self.own.collect()}
+        for snapshot in self.workers.values():
+            for name, kind, doc, samples in snapshot:
+                fam = fams.get(name)
+                if fam is None:
+                    fam = fams[name] = Metric(name, doc, kind)
+                at = {(s.name, tuple(sorted(s.labels.items()))): i for i, s in enumerate(fam.samples)}
+                for sample_name, labels, value in samples:
+                    i = at.get((sample_name, tuple(sorted(labels.items()))))
+                    if i is None:
+                        fam.add_sample(sample_name, labels, value)
+                    else:
+                        old = fam.samples[i]
+                        fam.samples[i] = old._replace(value=old.value + value)
+        yield from fams.values()

@@ -1,0 +1,100 @@
+"""`[edge] workers = 2`: two processes share the edge's HTTP port (SO_REUSEPORT); misses
+meet across them (one origin request for a stampede), the disk tier is shared, a purge
+reaches both, and /metrics adds both up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .conftest import Proc, poll
+from .semantics_origin import BIG
+from .test_edge_semantics import HOST, Sem, start_sem
+
+
+@pytest.fixture
+def sem2(tmp_path: Path, procs: Callable[..., Proc]) -> Sem:
+    from .conftest import _nets
+
+    return start_sem(tmp_path, next(_nets), procs, workers=2)
+
+
+def fresh_connection_gets(sem: Sem, path: str, n: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """n concurrent GETs, each on its own connection (so the kernel spreads them over the workers)."""
+
+    async def run() -> list[tuple[int, dict[str, str], bytes]]:
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as s:
+
+            async def one() -> tuple[int, dict[str, str], bytes]:
+                url = f"http://{sem.edge}:{sem.lay.http_port}{path}"
+                async with s.get(url, headers={"Host": HOST}) as r:
+                    return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
+
+            return await asyncio.gather(*(one() for _ in range(n)))
+
+    return asyncio.run(run())
+
+
+def metric(sem: Sem, name: str, **labels: str) -> float:
+    with socket.create_connection((sem.edge, 9400), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    total = 0.0
+    for line in data.decode().splitlines():
+        head, _, value = line.rpartition(" ")
+        metric_name, _, labelpart = head.partition("{")
+        if metric_name == name and all(f'{k}="{v}"' in labelpart for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def served_by_workers(sem: Sem) -> set[int]:
+    """PIDs of the edge's processes: the parent and its forked workers."""
+    parent = sem.edge_proc.popen.pid
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {parent, *map(int, children)}
+
+
+def test_a_stampede_over_two_workers_makes_one_origin_request(sem2: Sem) -> None:
+    assert len(served_by_workers(sem2)) == 2, "the edge runs as a parent and one worker"
+    results = fresh_connection_gets(sem2, "/big", 200)
+    assert [s for s, _, _ in results] == [200] * 200
+    assert all(body == BIG for _, _, body in results), "every client gets the full, identical body"
+    assert sem2.count("/big") == 1, "one origin request for 200 misses spread over 2 processes"
+    # /metrics on the parent adds up both processes (workers report once a second)
+    ok = poll(lambda: metric(sem2, "akacdn_edge_requests_total") >= 200, 10, every=0.2)
+    assert ok, f"requests counted over both processes: {metric(sem2, 'akacdn_edge_requests_total')}"
+
+
+def test_a_purge_reaches_every_worker(sem2: Sem) -> None:
+    first = fresh_connection_gets(sem2, "/fresh", 40)
+    assert {h["x-origin-response"] for _, h, _ in first} == {"1"}
+    assert sem2.count("/fresh") == 1
+    config = tomllib.loads((sem2.edge_proc.log.parent / "net" / "network.toml").read_text())
+    token = config["keys"]["purge_token"]
+
+    async def purge() -> dict[str, object]:
+        async with aiohttp.ClientSession() as s:
+            body = {"kind": "url", "values": [f"http://{HOST}/fresh"]}
+            headers = {"Authorization": f"Bearer {token}"}
+            async with s.post(f"http://{sem2.edge}:9400/purge", json=body, headers=headers) as r:
+                assert r.status == 200, await r.text()
+                return json.loads(await r.text())
+
+    assert asyncio.run(purge())["removed_here"] == 1
+    # the parent passes the purge to its worker over their link: poll until both forgot it
+    ok = poll(lambda: metric(sem2, "akacdn_edge_purges_total", source="parent") >= 1, 10, every=0.1)
+    assert ok, "the worker applied the parent's purge"
+    after = fresh_connection_gets(sem2, "/fresh", 40)
+    assert {h["x-origin-response"] for _, h, _ in after} == {"2"}, "no process serves the purged copy"
+    assert sem2.count("/fresh") == 2
