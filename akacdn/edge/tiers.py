@@ -12,7 +12,8 @@ from .store import Key, MemoryStore, Variant
 class TieredStore:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.memory = MemoryStore(budget=rt.net.edge.memory_bytes)
+        # each worker process has its own memory tier: the budget is split between them
+        self.memory = MemoryStore(budget=rt.net.edge.memory_bytes // rt.net.edge.workers)
         self.disk = DiskStore(rt.state_dir / "cache", rt.net.edge.disk_bytes)
         rt.record("cache_loaded", objects=self.disk.load(), dropped=self.disk.dropped)
         self.disk_errors = rt.counter("akacdn_edge_disk_errors", "Disk store writes that failed")
