@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,10 +23,12 @@ from pathlib import Path
 
 import msgspec
 
+from .message import BodyStreamError, FileBody
 from .rfc9111 import Entry, VaryKey
 from .store import Variant
 
 MAGIC = b"AKC2"
+INLINE = 16 * 2**20  # bodies up to this are read whole (and may go to the memory tier)
 _LEN = struct.Struct("!I")
 Key = tuple[str, str]
 
@@ -48,6 +51,13 @@ class _Header(msgspec.Struct, array_like=True):
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(_Header)
+
+
+def _crc(body: bytes | FileBody) -> int:
+    if isinstance(body, FileBody):
+        assert body.crc is not None, "a whole body's CRC is known"
+        return body.crc
+    return zlib.crc32(body)
 
 
 def _name(key: Key) -> str:
@@ -105,7 +115,9 @@ class DiskStore:
             return None
 
     def get(self, key: Key) -> list[Variant] | None:
-        """The object, or None (absent, or damaged: then it is deleted and counted)."""
+        """The object, or None (absent, or damaged: then it is deleted and counted). Bodies
+        up to `INLINE` bytes are read and checked now; larger ones come as a `FileBody`
+        read in pieces when served (checked as its last piece is read)."""
         entry = self._index.get(key)
         if entry is None:
             if not self.shared:
@@ -117,20 +129,30 @@ class DiskStore:
             except OSError:
                 return None
         path, size = entry
+        f = None
         try:
-            data = path.read_bytes()
-            (n,) = _LEN.unpack_from(data, 4)
-            header = _dec.decode(data[8 : 8 + n])
-            if data[:4] != MAGIC or len(data) != 8 + n + header.length or tuple(header.key) != key:
+            f = open(path, "rb")  # noqa: SIM115 -- a large body's FileBody keeps it open
+            head = f.read(8)
+            (n,) = _LEN.unpack_from(head, 4)
+            header = _dec.decode(f.read(n))
+            if head[:4] != MAGIC or os.fstat(f.fileno()).st_size != 8 + n + header.length or tuple(header.key) != key:
                 raise ValueError("damaged")
-            variants, at = [], 8 + n
+            variants, at, kept = [], 8 + n, False
             for part in header.parts:
-                body = data[at : at + part.length]
-                if zlib.crc32(body) != part.crc:
-                    raise ValueError("damaged")
+                body: bytes | FileBody
+                if part.length > INLINE:
+                    body, kept = FileBody(f, at, part.length, part.crc, path), True
+                else:
+                    body = os.pread(f.fileno(), part.length, at)
+                    if len(body) != part.length or zlib.crc32(body) != part.crc:
+                        raise ValueError("damaged")
                 variants.append(Variant(part.vary_key, part.entry, body))
                 at += part.length
+            if not kept:
+                f.close()
         except (OSError, ValueError, struct.error, msgspec.DecodeError, msgspec.ValidationError):
+            if f is not None:
+                f.close()
             del self._index[key]
             self.used -= size
             self._drop(path)
@@ -140,21 +162,45 @@ class DiskStore:
 
     def put(self, key: Key, variants: list[Variant]) -> None:
         """Write a key's variants atomically, then evict to the budget."""
-        body = b"".join(v.body for v in variants)
-        if len(body) > self.budget:
-            return
-        parts = [_Part(v.vary_key, v.entry, len(v.body), zlib.crc32(v.body)) for v in variants]
+        written = self.write(key, variants)
+        if written is not None:
+            self.add(key, *written)
+
+    def write(self, key: Key, variants: list[Variant]) -> tuple[Path, int] | None:
+        """Write a key's file atomically; (path, size), or None when over the budget. Only
+        file I/O (safe in a thread for large bodies); `add` then indexes it. A `FileBody`
+        (a spooled large body) is copied in pieces, never read whole."""
+        total = sum(len(v.body) for v in variants)
+        if total > self.budget:
+            return None
+        parts = [_Part(v.vary_key, v.entry, len(v.body), _crc(v.body)) for v in variants]
         header = _enc.encode(_Header(key, parts))
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + _LEN.pack(len(header)) + header + body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(MAGIC + _LEN.pack(len(header)) + header)
+                for v in variants:
+                    if isinstance(v.body, FileBody):
+                        for piece in v.body.pieces():
+                            f.write(piece)
+                    else:
+                        f.write(v.body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BodyStreamError as e:  # a spool that does not read back as it was written
+            tmp.unlink(missing_ok=True)
+            raise OSError(str(e)) from None
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path, 8 + len(header) + total
+
+    def add(self, key: Key, path: Path, size: int) -> None:
+        """Index a file `write` wrote, then evict to the budget."""
         self.delete(key, unlink=False)
-        size = 8 + len(header) + len(body)
         self._index[key] = (path, size)
         self.used += size
         self._evict()

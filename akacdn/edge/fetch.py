@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 
 from ..config import Customer
 from .fields import end_to_end
-from .message import BodyStream, BodyStreamError
+from .message import BodyStream, BodyStreamError, FileBody
 
 # request fields forwarded to the origin (a denylist would pass on anything a client invents)
 FORWARDED = frozenset(
@@ -57,12 +58,14 @@ class OriginResponse:
         self.asked_with: list[tuple[str, str]] = []  # the client request fields it was fetched for
         self.forget: Callable[[], None] = lambda: None  # no more requests collapse into this one
 
-    async def whole(self) -> bytes:
-        """The complete body; OriginError when the origin broke off."""
+    async def whole(self) -> bytes | FileBody:
+        """The complete body (bytes, or its spool file when large); OriginError when the
+        origin broke off."""
         try:
-            return await self.body.read_all()
+            await self.body.ended()
         except BodyStreamError as e:
             raise OriginError(str(e)) from None
+        return self.body.stored()
 
 
 class OriginError(Exception):
@@ -70,8 +73,9 @@ class OriginError(Exception):
 
 
 class Fetcher:
-    def __init__(self, via: str, max_body: int = 64 * 2**20) -> None:
+    def __init__(self, via: str, spool_dir: Path | None = None, max_body: int = 2 * 2**30) -> None:
         self.via = via
+        self.spool_dir = spool_dir  # where bodies too large for memory are spooled
         self.max_body = max_body
         self._inflight: dict[tuple[object, ...], asyncio.Future[OriginResponse]] = {}
         self._pumps: set[asyncio.Task[None]] = set()  # bodies still arriving
@@ -193,7 +197,7 @@ class Fetcher:
             r.close()
             raise OriginError("origin body over the size limit")
         out = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
-        stream = BodyStream(r.content_length if method != "HEAD" else 0)
+        stream = BodyStream(r.content_length if method != "HEAD" else 0, self.spool_dir)
         pump = asyncio.get_running_loop().create_task(self._pump(r, stream))
         self._pumps.add(pump)
         pump.add_done_callback(self._pumps.discard)

@@ -33,7 +33,7 @@ from .customers import CustomerIndex
 from .fetch import Fetcher, OriginError, OriginResponse
 from .fields import Headers
 from .hit import Prepared
-from .message import Body, BodyStream, Request, Response
+from .message import Body, BodyStream, FileBody, Request, Response
 from .misslock import Held, MissLocks
 from .report import SerialCounts
 from .rfc9111 import (
@@ -144,6 +144,8 @@ class Handler:
             return None
         p = v.prepared
         if p is None:
+            if not isinstance(v.body, bytes):
+                return None
             p = v.prepared = Prepared(v.entry, v.body, self.via, self.machine)
         if not p.plain:
             return None
@@ -221,7 +223,7 @@ class Handler:
         plan = byte_range(req.method, headers, entry.status, entry.headers, len(body))
         if plan.status == 200:
             return self._reply(req, entry.status, entry.headers, body, cs, x_cache, age)
-        part = body[plan.start : plan.stop]
+        part = body.part(plan.start, plan.stop) if isinstance(body, FileBody) else body[plan.start : plan.stop]
         return self._reply(req, plan.status, entry.headers, part, cs, x_cache, age, len(part), plan.headers)
 
     # -- the flow -------------------------------------------------------------------------
@@ -345,7 +347,7 @@ class Handler:
                 entry = freshen(v.entry, got.headers, got.request_time, got.response_time, customer.default_ttl,
                                 override, self.policy)  # fmt: skip
                 fresh = Variant(v.vary_key, entry, v.body)
-                self.store.keep(key, with_variant(variants, fresh))
+                self._store(key, with_variant(variants, fresh))
                 r = Reuse(Action.HIT, "revalidated", 0.0, entry.lifetime)
                 resp = self._from_store(req, headers, fresh, r, "REVALIDATED")
                 set_field(resp, "Cache-Status", forwarded_status(fwd, 304, None, entry, time.time()).value())
@@ -408,7 +410,11 @@ class Handler:
         async def keep() -> None:
             try:
                 new.body = await got.whole()
-                self.store.keep(key, with_variant(self.store.variants(key) or [], new))
+                variants = with_variant(self.store.variants(key) or [], new)
+                if any(isinstance(v.body, FileBody) for v in variants):
+                    await self.store.keep_large(key, variants)
+                else:
+                    self.store.keep(key, variants)
             except OriginError:
                 return
             finally:
@@ -416,6 +422,13 @@ class Handler:
                     held.release()
 
         self._own(asyncio.get_running_loop().create_task(keep()))
+
+    def _store(self, key: Key, variants: list[Variant]) -> None:
+        """Keep variants; one with a large body in a file is copied to disk in the background."""
+        if any(isinstance(v.body, FileBody) for v in variants):
+            self._own(asyncio.get_running_loop().create_task(self.store.keep_large(key, variants)))
+        else:
+            self.store.keep(key, variants)
 
     def _own(self, task: asyncio.Task[None]) -> None:
         self._background.add(task)
@@ -464,7 +477,7 @@ class Handler:
             if validation_outcome(got.status) == Validation.FRESHEN:
                 entry = freshen(v.entry, got.headers, got.request_time, got.response_time, customer.default_ttl,
                                 override, self.policy)  # fmt: skip
-                self.store.keep(key, with_variant(variants, Variant(v.vary_key, entry, v.body)))
+                self._store(key, with_variant(variants, Variant(v.vary_key, entry, v.body)))
             elif got.status < 500 and storable("GET", headers, got.status, got.headers).ok:
                 try:
                     body = await got.whole()
@@ -472,7 +485,7 @@ class Handler:
                     return
                 entry = make_entry(got.status, got.headers, got.request_time, got.response_time,
                                    customer.default_ttl, override, self.policy)  # fmt: skip
-                self.store.keep(key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, body)))
+                self._store(key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, body)))
 
         self._own(asyncio.get_running_loop().create_task(revalidate(), name=repr(key)))
 

@@ -24,7 +24,7 @@ import httptools
 
 from .handler import Handler
 from .hit import NOT_PLAIN, status_line
-from .message import BodyStream, BodyStreamError, Request, Response
+from .message import BodyStream, BodyStreamError, FileBody, Request, Response
 
 MAX_LINE = 8190  # request target, and each field line
 MAX_FIELDS = 100
@@ -251,6 +251,9 @@ class Connection(asyncio.Protocol):
                 if isinstance(resp.body, BodyStream):
                     if not await self._stream(resp):
                         return
+                elif isinstance(resp.body, FileBody):
+                    if not await self._send_file(resp.body):
+                        return
                 else:
                     self._write_body(resp.body)
                 if close:
@@ -285,6 +288,22 @@ class Connection(asyncio.Protocol):
                 self.transport.write(b"0\r\n\r\n")
             return True
         except BodyStreamError:
+            self._close()
+            return False
+
+    async def _send_file(self, body: FileBody) -> bool:
+        """A stored large body, piece by piece as the client takes it; False when the
+        connection had to close (the file was damaged: the client sees a short message)."""
+        try:
+            for piece in body.pieces():
+                if self.transport is None or self.transport.is_closing():
+                    return False
+                self.transport.write(piece)
+                if self._can_write is not None:
+                    await self._can_write
+            return True
+        except (BodyStreamError, OSError) as e:
+            self.handler.failed(e)
             self._close()
             return False
 

@@ -49,7 +49,7 @@ class Edge:
         rt.on_reload(lambda net: setattr(self, "customers", CustomerIndex(net)))
         self.store = TieredStore(rt)
         self.via = f"1.1 {rt.machine.id} (akacdn)"
-        self.fetcher = Fetcher(self.via)
+        self.fetcher = Fetcher(self.via, rt.state_dir / "cache")
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
         if rt.net.edge.workers > 1:  # the disk tier and the misses are shared with the workers
             self.store.disk.shared = True

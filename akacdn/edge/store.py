@@ -15,6 +15,7 @@ from collections.abc import Callable
 import msgspec
 
 from .hit import Prepared
+from .message import FileBody
 from .rfc9111 import Entry, VaryKey
 
 Key = tuple[str, str]
@@ -24,7 +25,7 @@ MAX_VARIANTS = 8
 class Variant(msgspec.Struct):
     vary_key: VaryKey | None
     entry: Entry
-    body: bytes
+    body: bytes | FileBody  # a FileBody only from the disk tier (large objects)
     prepared: Prepared | None = None  # the plain-hit answer, built at the first hit
 
 
@@ -52,8 +53,9 @@ class MemoryStore:
         return got
 
     def put(self, key: Key, variants: list[Variant]) -> bool:
-        """Keep a key's variants; False when one body is bigger than an object may be."""
-        if any(len(v.body) > self.max_object for v in variants):
+        """Keep a key's variants; False when one body is bigger than an object may be (or
+        lives in a file: large objects are served from the disk tier)."""
+        if any(isinstance(v.body, FileBody) or len(v.body) > self.max_object for v in variants):
             return False
         self.delete(key)
         self._objects[key] = variants

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from ..runtime import Runtime
@@ -34,6 +35,19 @@ class TieredStore:
         except OSError as e:  # a full or failing disk costs warmth, never the response
             self.disk_errors.inc()
             self.rt.log.limited("disk_write_failed", error=str(e))
+
+    async def keep_large(self, key: Key, variants: list[Variant]) -> None:
+        """`keep` for variants with a large body in a file: copied into the disk tier in a
+        thread (the memory tier does not take them), so clients are not held up meanwhile."""
+        try:
+            written = await asyncio.to_thread(self.disk.write, key, variants)
+        except OSError as e:
+            self.disk_errors.inc()
+            self.rt.log.limited("disk_write_failed", error=str(e))
+            return
+        if written is not None:
+            self.memory.delete(key)  # an older, smaller copy must not shadow it
+            self.disk.add(key, *written)
 
     def drop(self, key: Key) -> None:
         self.memory.delete(key)

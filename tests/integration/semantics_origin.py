@@ -8,6 +8,7 @@ headers (below) and every request is counted, so a test can tell what reached th
     POST /_reset  clear the counters (and leave "down" mode)
     POST /_down   every other route answers 503 (still counted), until POST /_up
     POST /_kill   the process exits right after answering: the origin becomes unreachable
+    GET  /huge    64 MiB, cacheable: more than the edge may hold in memory
     POST /_release  /gated sends the rest of its body (it sent the first 64 KiB and waits)
 
 Routes: see `route()`; /big-slow is /big written in four pieces 50 ms apart (a body that
@@ -34,6 +35,7 @@ START = time.time()
 LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"  # /fresh, /lastmod
 LAST_MODIFIED_TS = 1704067200.0
 BIG = bytes(i % 251 for i in range(100 * 1024))  # /big: known bytes, for Range
+HUGE = bytes(range(256)) * (256 * 1024)  # /huge: 64 MiB, more than the edge keeps in memory
 GATED = bytes((i * 7) % 256 for i in range(1024 * 1024))  # /gated
 SWR_DELAY = 2.0  # /swr answers its revalidations this slowly: a stale answer must not wait
 
@@ -104,6 +106,8 @@ class Origin:
             return await self.slow(req, n)
         elif path == "/gated":
             return await self.gated(req, n)
+        elif path == "/huge":
+            return await self.huge(req, n)
         else:
             status, headers, body = await self.route(req, n)
         headers["X-Origin-Response"] = str(n)
@@ -138,6 +142,21 @@ class Origin:
         await resp.write(GATED[: 64 * 1024])
         await self.gate.wait()
         await resp.write(GATED[64 * 1024 :])
+        await resp.write_eof()
+        self.statuses[req.path]["200"] += 1
+        return resp
+
+    async def huge(self, req: web.Request, n: int) -> web.StreamResponse:
+        """/huge: 64 MiB in 1 MiB writes, cacheable, with a validator."""
+        resp = web.StreamResponse(
+            headers={"Cache-Control": "max-age=60", "ETag": '"huge-1"', "X-Origin-Response": str(n)}
+        )
+        resp.content_length = len(HUGE)
+        await resp.prepare(req)
+        if req.method != "HEAD":
+            step = 2**20
+            for i in range(0, len(HUGE), step):
+                await resp.write(HUGE[i : i + step])
         await resp.write_eof()
         self.statuses[req.path]["200"] += 1
         return resp

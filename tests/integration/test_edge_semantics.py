@@ -637,3 +637,60 @@ def test_a_body_streams_to_every_coalesced_client_as_it_arrives(sem: Sem) -> Non
             s.close()
     after = sem.get("/gated")
     assert after.hit and after.body == GATED and sem.count("/gated") == 1, str(after)
+
+
+def wait_stored(sem: Sem, path: str) -> None:
+    """Poll (never reaching the origin: only-if-cached) until the edge has stored `path`:
+    a large body is written to the disk tier in the background once it is whole."""
+    ok = poll(lambda: sem.get(path, "-I", "-H", "Cache-Control: only-if-cached").status == 200, 10, every=0.05)
+    assert ok, f"{path} was never stored"
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_large_object_streams_through_a_spool_and_is_served_from_disk_never_whole_in_memory(sem: Sem) -> None:
+    """64 MiB: fetched (streamed, spooled past 16 MiB), then a hit and a range from the disk
+    tier read in pieces. The edge's memory grows by far less than the object."""
+    from .semantics_origin import HUGE
+
+    pid = sem.edge_proc.popen.pid
+    before = _rss(pid)
+    first = sem.get("/huge")
+    assert first.status == 200 and first.body == HUGE and not first.hit, str(first)[:300]
+    wait_stored(sem, "/huge")
+    second = sem.get("/huge")
+    assert second.status == 200 and second.hit and second.body == HUGE, str(second)[:300]
+    start = 40 * 2**20 + 7
+    ranged = sem.get("/huge", "-H", f"Range: bytes={start}-{start + 99}")
+    assert ranged.status == 206 and ranged.body == HUGE[start : start + 100], str(ranged)[:300]
+    assert ranged.headers["content-range"] == f"bytes {start}-{start + 99}/{len(HUGE)}"
+    assert sem.count("/huge") == 1, "one origin request"
+    grew = _rss(pid) - before
+    assert grew < len(HUGE) // 2, f"the edge grew by {grew >> 20} MiB serving a {len(HUGE) >> 20} MiB object"
+
+
+def test_a_damaged_large_object_is_cut_off_dropped_and_fetched_again(sem: Sem) -> None:
+    """A stored large body is checked (CRC) as it is served: a flipped byte cuts the answer
+    short (never a whole wrong body), the file is deleted, and the next request refetches."""
+    from .semantics_origin import HUGE
+
+    assert sem.get("/huge").body == HUGE
+    wait_stored(sem, "/huge")
+    stored = max(sem.edge_proc.log.parent.glob("**/cache/*/*"), key=lambda p: p.stat().st_size)
+    assert stored.stat().st_size > len(HUGE)
+    with open(stored, "r+b") as f:
+        f.seek(stored.stat().st_size - len(HUGE) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    cut = sem.get("/huge")
+    assert cut.status == 200 and len(cut.body) < len(HUGE), "the damaged answer is cut short"
+    assert not stored.exists(), "the damaged file is deleted"
+    again = sem.get("/huge")
+    assert again.status == 200 and again.body == HUGE and not again.hit, str(again)[:300]
+    assert sem.count("/huge") == 2
