@@ -51,7 +51,7 @@ def test_example_configs_are_valid() -> None:
 
     net = load_network(ROOT / "deploy" / "examples" / "network.toml")
     assert {m.role for m in net.machines} == {"tlns", "llns", "edge", "mapper", "relay"}
-    assert [c.name for c in net.customers] == ["shop", "news"] and net.dns.workers == 2
+    assert [c.name for c in net.customers] == ["shop", "news"] and net.dns.workers == 2 and net.edge.workers == 4
 
 
 def test_keygen_writes_a_private_key_and_prints_the_public_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
