@@ -161,3 +161,17 @@ class MergedMetrics:
                         old = fam.samples[i]
                         fam.samples[i] = old._replace(value=old.value + value)
         yield from fams.values()
+
+
+async def from_parent(link: Link, reload: Callable[[], object], handle: Callable[[bytes, bytes], None]) -> None:
+    """Worker side: the parent's frames until it is gone (then RuntimeError: the worker
+    exits). R reloads the config; every other kind goes to `handle(kind, body)`."""
+    while True:
+        try:
+            kind, body = await link.receive()
+        except EOFError:
+            raise RuntimeError("parent gone") from None
+        if kind == b"R":
+            reload()
+        else:
+            handle(kind, body)

@@ -14,7 +14,7 @@ from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
 from ..runtime import Runtime
-from ..workers import Link, decode_stats, encode_stats
+from ..workers import Link, decode_stats, encode_stats, from_parent
 from .lowlevel import LowLevelZone
 from .server import DnsServer
 from .toplevel import TopLevelZone
@@ -104,16 +104,9 @@ async def worker_main(rt: Runtime, link: Link) -> None:
     ns = Nameserver(rt)
     await link.open()
 
-    async def from_parent() -> None:
-        while True:
-            try:
-                kind, body = await link.receive()
-            except EOFError:
-                raise RuntimeError("parent gone") from None
-            if kind == b"M":
-                ns.offer(body, persist=False)
-            elif kind == b"R":
-                rt.reload()
+    def on_frame(kind: bytes, body: bytes) -> None:
+        if kind == b"M":
+            ns.offer(body, persist=False)
 
     async def stats() -> None:
         while True:
@@ -123,7 +116,7 @@ async def worker_main(rt: Runtime, link: Link) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(ns.server.serve())
-            tg.create_task(from_parent())
+            tg.create_task(from_parent(link, rt.reload, on_frame))
             tg.create_task(stats())
     finally:
         with contextlib.suppress(Exception):

@@ -24,7 +24,7 @@ from ..mapping.report import send_heartbeats
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
 from ..runtime import Runtime
-from ..workers import Link, MergedMetrics, registry_snapshot
+from ..workers import Link, MergedMetrics, from_parent, registry_snapshot
 from .customers import CustomerIndex
 from .fetch import Fetcher
 from .handler import Handler
@@ -196,17 +196,10 @@ async def worker_main(rt: Runtime, link: Link) -> None:
     await link.open()
     await edge.fetcher.start()
 
-    async def from_parent() -> None:
-        while True:
-            try:
-                kind, body = await link.receive()
-            except EOFError:
-                raise RuntimeError("parent gone") from None
-            if kind == b"P":
-                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, PurgeError):
-                    edge.apply_purge(_purge_dec.decode(body), "parent")
-            elif kind == b"R":
-                rt.reload()
+    def on_frame(kind: bytes, body: bytes) -> None:
+        if kind == b"P":
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, PurgeError):
+                edge.apply_purge(_purge_dec.decode(body), "parent")
 
     async def to_parent() -> None:
         while True:
@@ -222,7 +215,7 @@ async def worker_main(rt: Runtime, link: Link) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(edge.serve())
-            tg.create_task(from_parent())
+            tg.create_task(from_parent(link, rt.reload, on_frame))
             tg.create_task(to_parent())
     finally:
         link.close()
