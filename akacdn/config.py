@@ -49,6 +49,7 @@ class Ports(_Strict):
     http: Port = 80
     messaging: Port = 7400
     management: Port = 9400
+    agent: Port = 7500  # region agents' heartbeats (UDP, on each machine's host_address)
 
 
 class TTLs(_Strict):
@@ -84,6 +85,20 @@ class EdgeSettings(_Strict):
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
+class AgentSettings(_Strict):
+    """The region agent (`akacdn agent`): heartbeats between a region's machines and IP
+    takeover of a dead machine's service address by exactly one live buddy."""
+
+    interval: Annotated[float, msgspec.Meta(ge=0.01, le=10)] = 0.1  # heartbeat interval, seconds
+    misses: Annotated[int, msgspec.Meta(ge=2, le=100)] = 3  # silent intervals before a peer is dead
+    recover_after: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 2.0  # healthy this long to reclaim
+    release_grace: Annotated[float, msgspec.Meta(ge=0, le=600)] = 1.0  # owner re-adds after this anyway
+    check_interval: Annotated[float, msgspec.Meta(ge=0.01, le=60)] = 0.05  # own service checks
+    garp_count: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3  # gratuitous ARPs per takeover
+    garp_spacing: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.05  # seconds between them
+    garp_refresh: Annotated[float, msgspec.Meta(ge=0, le=600)] = 2.0  # one more burst this much later
+
+
 class ClientNetwork(_Strict):
     """A client network and the region that serves it best (from measurement or operator)."""
 
@@ -113,6 +128,10 @@ class Machine(_Strict):
     capacity: PositiveInt = 100
     public_key: str = ""  # mapper: Ed25519 public key, hex
     key_file: str = ""  # mapper: Ed25519 private key (raw 32 bytes, hex), relative to config
+    # the machine's own fixed address (agent heartbeats, management). Set, `address` is a
+    # service address the region agent holds and a buddy takes over when this machine dies
+    host_address: str = ""
+    interface: str = ""  # where the agent adds service addresses ("" = the one holding host_address)
 
 
 # Paths the akamaize tool leaves on the origin (dynamic or cookie-bearing), as globs:
@@ -160,6 +179,7 @@ class NetworkFile(_Strict):
     timing: Timing = Timing()
     dns: DnsSettings = DnsSettings()
     edge: EdgeSettings = EdgeSettings()
+    agent: AgentSettings = AgentSettings()
     map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
@@ -177,6 +197,7 @@ class Network(msgspec.Struct, frozen=True):
     timing: Timing
     dns: DnsSettings
     edge: EdgeSettings
+    agent: AgentSettings
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
     message_key: bytes
@@ -193,6 +214,11 @@ class Network(msgspec.Struct, frozen=True):
 
     def by_role(self, role: str) -> list[Machine]:
         return [m for m in self.machines if m.role == role]
+
+    def region_peers(self, machine: Machine) -> list[Machine]:
+        """The machines of `machine`'s region and role that take part in IP takeover
+        (those with a host_address), in configured order: the buddy order."""
+        return [m for m in self.machines if m.region == machine.region and m.role == machine.role and m.host_address]
 
     def state_path(self, machine_id: str) -> Path:
         return Path(self.state_dir) / machine_id
@@ -230,6 +256,8 @@ def _check_domain(path: Path, key: str, name: str) -> str:
 
 
 def _check_network(path: Path, f: NetworkFile) -> None:
+    if f.agent.release_grace and f.agent.release_grace < f.agent.interval:
+        raise ConfigError(path, "$.agent.release_grace", "must be 0 or at least one interval")
     if f.timing.dead_after <= f.timing.heartbeat_interval:
         raise ConfigError(path, "$.timing.dead_after", "must exceed heartbeat_interval")
     regions = set()
@@ -274,6 +302,14 @@ def _check_network(path: Path, f: NetworkFile) -> None:
             if addr6 in endpoints:
                 raise ConfigError(path, f"{at}.address6", f"{m.address6} is used by another machine")
             endpoints.add(addr6)
+        if m.host_address:
+            try:
+                host = ipaddress.ip_address(m.host_address)
+            except ValueError:
+                raise ConfigError(path, f"{at}.host_address", f"{m.host_address!r} is not an IP address") from None
+            if host in endpoints or host.version != addr.version:
+                raise ConfigError(path, f"{at}.host_address", "must be another address of the same family")
+            endpoints.add(host)
         if m.role in ("edge", "llns"):
             if m.region not in regions:
                 raise ConfigError(path, f"{at}.region", f"unknown region {m.region!r}")
@@ -381,6 +417,7 @@ def load_network(path: str | Path) -> Network:
         timing=f.timing,
         dns=f.dns,
         edge=f.edge,
+        agent=f.agent,
         map_subzones=tuple(f.map_subzones),
         client_networks=tuple(
             msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))
