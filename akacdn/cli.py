@@ -18,6 +18,7 @@ DAEMONS: dict[str, tuple[str, str]] = {
     "edge": ("edge cache: HTTP for configured customers, origin on a miss", "akacdn.edge.server:main"),
     "mapper": ("mapping center: heartbeats in, signed maps out", "akacdn.mapping.center:main"),
     "relay": ("messaging relay: forwards each message to its topic's subscribers", "akacdn.messaging.relay:main"),
+    "agent": ("region agent: heartbeats with region peers, IP takeover of dead ones", "akacdn.region.agent:main"),
 }
 
 
@@ -48,7 +49,9 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
         machine = net.machine(args.machine)
     except KeyError:
         return _fail(f"{args.config}: no machine {args.machine!r}")
-    if machine.role != role:
+    if role == "agent" and not machine.host_address:
+        return _fail(f"machine {machine.id!r} has no host_address: it takes no part in IP takeover")
+    if machine.role != role and role != "agent":
         return _fail(f"machine {machine.id!r} has role {machine.role!r}, not {role!r}")
     if args.check_config:
         print(f"{net.path}: ok ({len(net.machines)} machines, {len(net.customers)} customers)")
@@ -72,8 +75,8 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
         rt = Runtime(net, machine, role)
         return run(lambda: main(rt, links), fast_loop=True, reload=rt.reload)
     rt = Runtime(net, machine, role)
-    # pyroute2 (region agent, later) needs the stock loop; the serving daemons use uvloop
-    return run(lambda: main(rt), fast_loop=True, reload=rt.reload)
+    # pyroute2 0.9 fails on uvloop: the region agent runs on the stock loop, the rest on uvloop
+    return run(lambda: main(rt), fast_loop=role != "agent", reload=rt.reload)
 
 
 def run_devnet(args: argparse.Namespace) -> int:

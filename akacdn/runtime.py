@@ -112,6 +112,8 @@ class Runtime:
         self.log = Log(component, machine.id, machine.region)
         self.registry = CollectorRegistry()
         self.exposed: Any = self.registry  # what /metrics shows: a parent adds its workers' in
+        # the machine's own fixed address: its service address may move to a buddy (takeover)
+        self.own_address = machine.host_address or machine.address
         self.state_dir = net.state_path(machine.id)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._not_ready: dict[str, str] = {}
@@ -195,8 +197,11 @@ class Runtime:
     async def _events_view(self, _: web.Request) -> web.Response:
         return web.json_response(list(self._events))
 
-    async def serve_management(self, extra: Callable[[web.Application], None] | None = None) -> None:
-        """Serve /metrics, /healthz, /readyz and /events until cancelled."""
+    async def serve_management(
+        self, extra: Callable[[web.Application], None] | None = None, port: int | None = None
+    ) -> None:
+        """Serve /metrics, /healthz, /readyz and /events until cancelled (TCP, on the
+        machine's own address, `ports.management` unless `port` says otherwise)."""
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -206,7 +211,7 @@ class Runtime:
             extra(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.machine.address, self.net.ports.management, reuse_address=True)
+        site = web.TCPSite(runner, self.own_address, port or self.net.ports.management, reuse_address=True)
         await site.start()
         try:
             await asyncio.Future()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import socket
 import time
 
 import httptools
@@ -34,6 +35,7 @@ MAX_PIPELINE = 16  # queued requests before the connection stops reading
 IDLE_TICKS = 75  # seconds a keep-alive connection may sit idle
 HEAD_TICKS = 15  # seconds to send a whole request head
 NO_BODY = frozenset({204, 304})
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
 
 class Refused(Exception):
@@ -327,11 +329,28 @@ class Http1Server:
     def protocol(self) -> Connection:
         return Connection(self)
 
-    async def listen(self, host: str, port: int, reuse_port: bool = False) -> None:
+    async def listen(self, host: str, port: int, reuse_port: bool = False, freebind: bool = False) -> None:
+        """Listen on host:port; `freebind` binds before the address is on an interface (a
+        service address the region agent adds, or a peer's it may take over)."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            self.protocol, host, port, reuse_address=True, reuse_port=reuse_port, backlog=1024
-        )
+        if not freebind:
+            server = await loop.create_server(
+                self.protocol, host, port, reuse_address=True, reuse_port=reuse_port, backlog=1024
+            )
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+                sock.bind((host, port))
+                sock.listen(1024)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            server = await loop.create_server(self.protocol, sock=sock)
         self._servers.append(server)
 
     async def sweep(self) -> None:

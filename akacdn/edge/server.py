@@ -118,8 +118,13 @@ class Edge:
     async def serve(self) -> None:
         server = Http1Server(self.handler)
         shared = self.rt.net.edge.workers > 1
-        await server.listen(self.rt.machine.address, self.rt.net.ports.http, reuse_port=shared)
-        self.rt.log.info("listening", address=self.rt.machine.address, port=self.rt.net.ports.http)
+        me = self.rt.machine
+        addresses = [me.address]
+        if me.host_address:  # IP takeover: also answer on the peers' addresses our agent may take
+            addresses += [p.address for p in self.rt.net.region_peers(me) if p.id != me.id]
+        for address in addresses:
+            await server.listen(address, self.rt.net.ports.http, reuse_port=shared, freebind=bool(me.host_address))
+        self.rt.log.info("listening", addresses=addresses, port=self.rt.net.ports.http)
         self.rt.ready("socket")
         try:
             await server.sweep()

@@ -52,11 +52,25 @@ class Report(msgspec.Struct, frozen=True):
     serials: list[SerialReport]
 
 
+REGION_TOPIC = "region"
+
+
+class RegionReport(msgspec.Struct, frozen=True):
+    """A region agent's view (`akacdn agent`): its peers alive and dead, what it holds."""
+
+    machine: str
+    region: str
+    alive: list[str]
+    dead: list[str]
+    holds: list[str]
+
+
 class Liveness:
     """Last-heard bookkeeping for the configured machines (time passed in)."""
 
     def __init__(self, net: Network) -> None:
         self._heard: dict[str, tuple[float, Heartbeat]] = {}
+        self._down: dict[str, float] = {}  # reported dead by a region peer's agent, when
         self.configure(net)
 
     def configure(self, net: Network) -> None:
@@ -74,8 +88,31 @@ class Liveness:
         self._heard[hb.machine] = (now, hb)
         return None
 
+    def reported(self, reporter: str, report: RegionReport, now: float) -> list[str]:
+        """A region agent says peers are dead: they leave the live set now, not after
+        `dead_after` (their buddy already answers on their addresses), until a heartbeat
+        newer than the report. Only a machine's own agent, about its own region and role,
+        is believed. Returns the machines newly marked down."""
+        me = self._known.get(report.machine)
+        if me is None or reporter != f"{report.machine}/agent" or report.machine in self._down:
+            return []
+        newly = []
+        for mid in report.dead:
+            peer = self._known.get(mid)
+            if peer is None or peer.region != me.region or peer.role != me.role or mid == me.id:
+                continue
+            heard = self._heard.get(mid)
+            if heard is not None and heard[0] < now and self._down.get(mid, -1.0) < heard[0]:
+                self._down[mid] = now
+                newly.append(mid)
+        return newly
+
     def live(self, now: float, dead_after: float) -> dict[str, Heartbeat]:
-        return {mid: hb for mid, (t, hb) in self._heard.items() if now - t <= dead_after and hb.healthy}
+        return {
+            mid: hb
+            for mid, (t, hb) in self._heard.items()
+            if now - t <= dead_after and hb.healthy and self._down.get(mid, -1.0) < t
+        }
 
 
 def build(net: Network, live: dict[str, Heartbeat], made_at: float) -> tuple[TopMap | None, list[LowMap]]:

@@ -18,11 +18,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ..messaging.client import MessagingClient
 from ..messaging.envelope import Envelope
 from ..runtime import Runtime, atomic_write, read_file
-from .builder import HEARTBEAT_TOPIC, REPORT_TOPIC, Heartbeat, Liveness, MapBook, Report, build
+from .builder import (
+    HEARTBEAT_TOPIC,
+    REGION_TOPIC,
+    REPORT_TOPIC,
+    Heartbeat,
+    Liveness,
+    MapBook,
+    RegionReport,
+    Report,
+    build,
+)
 from .maps import AnyMap, sign, topic
 
 _hb = msgspec.msgpack.Decoder(Heartbeat)
 _report = msgspec.msgpack.Decoder(Report)
+_region = msgspec.msgpack.Decoder(RegionReport)
 
 
 def load_private_key(path: str) -> Ed25519PrivateKey:
@@ -49,7 +60,7 @@ class Center:
         self.live: set[str] = set()
         self.wake = asyncio.Event()
         self.signed: dict[str, bytes] = {}
-        self.client = MessagingClient(rt, [HEARTBEAT_TOPIC, REPORT_TOPIC], self.on_message)
+        self.client = MessagingClient(rt, [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC], self.on_message)
         self.serial_requests = rt.counter(
             "akacdn_serial_requests", "Requests the edges served, per serial and cache outcome", ("serial", "outcome")
         )
@@ -64,12 +75,27 @@ class Center:
         if env.topic == REPORT_TOPIC:
             self.on_report(env)
             return
+        if env.topic == REGION_TOPIC:
+            self.on_region(env)
+            return
         hb = _hb.decode(env.body)
         reason = self.liveness.heard(env.sender, hb, time.monotonic())
         if reason:
             self.refused.labels(reason).inc()
             self.rt.log.limited("heartbeat_refused", reason=reason, sender=env.sender)
         elif hb.healthy and hb.machine not in self.live:
+            self.wake.set()
+
+    def on_region(self, env: Envelope) -> None:
+        """A region agent reports dead peers: rebuild at once without them."""
+        try:
+            report = _region.decode(env.body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.refused.labels("bad_region_report").inc()
+            return
+        down = self.liveness.reported(env.sender, report, time.monotonic())
+        if down:
+            self.rt.record("reported_down", by=report.machine, down=down)
             self.wake.set()
 
     def on_report(self, env: Envelope) -> None:

@@ -34,8 +34,20 @@ class _Proto(asyncio.DatagramProtocol):
 
 
 class MessagingClient:
-    def __init__(self, rt: Runtime, topics: list[str], on_message: Callable[[Envelope], None]) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        topics: list[str],
+        on_message: Callable[[Envelope], None],
+        sender: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        """`sender` names us in envelopes (default the machine id; a second daemon on the
+        machine needs its own, its sequence numbers are its own); `port` is the local UDP
+        port (default ports.messaging; 0 for any, when subscribing to nothing)."""
         self.rt = rt
+        self.sender = sender or rt.machine.id
+        self.port = rt.net.ports.messaging if port is None else port
         self.topics = topics
         self.on_message = on_message
         self.configure(rt.net)
@@ -55,7 +67,7 @@ class MessagingClient:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Proto(self), local_addr=(self.rt.machine.address, self.rt.net.ports.messaging)
+            lambda: _Proto(self), local_addr=(self.rt.own_address, self.port)
         )
 
     def close(self) -> None:
@@ -67,7 +79,7 @@ class MessagingClient:
         if self._transport is None:
             return
         self._seq += 1
-        env = Envelope(self.rt.machine.id, topic, self._seq, time.time(), body)
+        env = Envelope(self.sender, topic, self._seq, time.time(), body)
         data = seal(self.key, env)
         for relay in self.relays:
             self._transport.sendto(data, relay)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from akacdn.config import Network
 from akacdn.mapping.assign import client_bucket, nameservers_for_client, servers_for_serial
-from akacdn.mapping.builder import Heartbeat, Liveness, MapBook, build
+from akacdn.mapping.builder import Heartbeat, Liveness, MapBook, RegionReport, build
 from akacdn.mapping.maps import LowMap, MapError, NameServer, Server, SignedMap, TopMap, newer, sign, verify
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -48,6 +48,27 @@ def test_live_within_dead_after_and_dead_beyond(net: Network) -> None:
     # a later heartbeat revives it
     lv.heard("r1-e1", hb(net, "r1-e1"), now=110.0)
     assert set(lv.live(111.0, dead_after=3.0)) == {"r1-e1"}
+
+
+def test_a_region_agents_dead_report_takes_a_peer_out_until_it_beats_again(net: Network) -> None:
+    lv = Liveness(net)
+    for m in ("r1-e1", "r1-e2", "r2-e1"):
+        lv.heard(m, hb(net, m), now=10.0)
+    report = RegionReport("r1-e2", "r1", alive=["r1-e2"], dead=["r1-e1", "r2-e1", "r1-llns"], holds=[])
+    assert lv.reported("r1-e2/agent", report, now=10.5) == ["r1-e1"], "only its own region and role"
+    assert set(lv.live(10.5, dead_after=3.0)) == {"r1-e2", "r2-e1"}
+    lv.heard("r1-e1", hb(net, "r1-e1"), now=11.0)  # it beats again: back
+    assert set(lv.live(11.0, dead_after=3.0)) == {"r1-e1", "r1-e2", "r2-e1"}
+
+
+def test_region_reports_are_believed_only_from_the_machines_own_agent(net: Network) -> None:
+    lv = Liveness(net)
+    lv.heard("r1-e1", hb(net, "r1-e1"), now=10.0)
+    report = RegionReport("r1-e2", "r1", alive=[], dead=["r1-e1"], holds=[])
+    assert lv.reported("r1-e2", report, now=10.5) == []  # the edge daemon, not its agent
+    assert lv.reported("r1-e3/agent", report, now=10.5) == []  # another machine's agent
+    assert lv.reported("ghost/agent", RegionReport("ghost", "r1", [], ["r1-e1"], []), now=10.5) == []
+    assert set(lv.live(10.5, dead_after=3.0)) == {"r1-e1"}
 
 
 def test_unhealthy_is_not_live_even_when_heard(net: Network) -> None:

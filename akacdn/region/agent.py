@@ -1,0 +1,242 @@
+"""The region agent daemon (`akacdn agent --config F --machine ID`), asyncio shell.
+
+One per machine that takes part in IP takeover (a machine with `host_address`). It
+beacons its state to the region peers (the same role in the same region) over UDP on
+`host_address:ports.agent` every `[agent] interval`, HMAC-sealed with the network's
+message key; checks its own service (the daemon's `/readyz` on the machine's management
+port) every `check_interval`; and feeds both, with ticks, to the pure `takeover` core,
+carrying out what it returns through `actions` (address add/remove by netlink,
+gratuitous ARP bursts plus one refresh later). It publishes what it sees on the
+messaging topic `region` for the mapping centers. Runs on the stock asyncio loop
+(pyroute2 0.9 fails under uvloop); scapy is imported once, at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from ..config import Machine
+from ..mapping.builder import REGION_TOPIC, RegionReport
+from ..messaging.client import MessagingClient
+from ..messaging.envelope import Envelope, EnvelopeError, open_envelope, seal
+from ..runtime import Runtime
+from .takeover import Action, Add, Announce, Heartbeat, Member, Release, Settings, Takeover
+
+BEACON_TOPIC = "agent.beacon"
+
+_hb_enc = msgspec.msgpack.Encoder()
+_hb_dec = msgspec.msgpack.Decoder(Heartbeat)
+
+
+class _Beacons(asyncio.DatagramProtocol):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.agent.received(data, addr)
+
+
+class Agent:
+    def __init__(self, rt: Runtime) -> None:
+        from . import actions  # imports scapy once, here at start, never on the takeover path
+
+        self.rt = rt
+        a = rt.net.agent
+        self.me: Machine = rt.machine
+        self.peers = rt.net.region_peers(self.me)
+        self.by_host = {p.host_address: p for p in self.peers}
+        settings = Settings(
+            interval=a.interval,
+            dead_after=a.interval * a.misses,
+            recover_after=a.recover_after,
+            release_grace=a.release_grace,
+        )
+        members = [Member(p.id, (p.address,)) for p in self.peers]
+        self.core = Takeover(self.me.id, members, settings, incarnation=time.time_ns())
+        self.actions = actions
+        self.carrier: actions.Carrier | None = None
+        self.service_addresses = {p.address for p in self.peers}
+        self._work: asyncio.Queue[Action] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transport: asyncio.DatagramTransport | None = None
+        self.refused = rt.counter("akacdn_agent_beacons_refused", "Region beacons refused", ("reason",))
+        self.applied = rt.counter("akacdn_agent_actions", "Address actions carried out", ("action",))
+        self.failed = rt.counter("akacdn_agent_action_failures", "Address actions that failed", ("action",))
+        self.holding = rt.gauge("akacdn_agent_addresses_held", "Service addresses on this machine")
+        self.alive_peers = rt.gauge("akacdn_agent_peers_alive", "Region peers alive (not counting us)")
+        self.healthy = rt.gauge("akacdn_agent_healthy", "1 while our own service passes its checks")
+        self.publish: MessagingClient | None = None
+        rt.not_ready("interface", "service interface not found yet")
+
+    # -- inputs ----------------------------------------------------------------------------
+    def received(self, data: bytes, addr: tuple[str, int]) -> None:
+        peer = self.by_host.get(addr[0])
+        if peer is None:
+            self.refused.labels("unknown_source").inc()
+            return
+        try:
+            env = open_envelope(self.rt.net.message_key, data)
+            hb = _hb_dec.decode(env.body)
+        except (EnvelopeError, msgspec.DecodeError, msgspec.ValidationError):
+            self.refused.labels("bad_beacon").inc()
+            return
+        if env.topic != BEACON_TOPIC or hb.sender != peer.id:
+            self.refused.labels("wrong_sender").inc()  # a peer speaks only for itself
+            return
+        self._do(self.core.heard(time.monotonic(), hb))
+
+    async def check_own_service(self) -> bool:
+        """The local daemon's readiness (`/readyz` on its management port)."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.rt.own_address, self.rt.net.ports.management), 1.0
+            )
+        except (OSError, TimeoutError):
+            return False
+        try:
+            writer.write(b"GET /readyz HTTP/1.0\r\n\r\n")
+            line = await asyncio.wait_for(reader.readline(), 1.0)
+            return line.split(b" ", 2)[1:2] == [b"200"]
+        except (OSError, TimeoutError, IndexError):
+            return False
+        finally:
+            writer.close()
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _do(self, actions: list[Action]) -> None:
+        for action in actions:
+            self._work.put_nowait(action)
+
+    async def _carry_out(self) -> None:
+        """One action at a time, in order: releases before adds, add before its announce."""
+        assert self.carrier is not None
+        a = self.rt.net.agent
+        while True:
+            action = await self._work.get()
+            kind = type(action).__name__.lower()
+            try:
+                if isinstance(action, Add):
+                    await self.carrier.add(action.address)
+                    self.rt.record("address_added", address=action.address, at=time.monotonic())
+                elif isinstance(action, Release):
+                    await self.carrier.remove(action.address)
+                    self.rt.record("address_released", address=action.address, at=time.monotonic())
+                elif isinstance(action, Announce):
+                    first = await self.carrier.announce(action.address, a.garp_count, a.garp_spacing)
+                    self.rt.record("announced", address=action.address, first_arp=first)
+                    if a.garp_refresh:
+                        self._spawn(self._refresh(action.address))
+                self.applied.labels(kind).inc()
+            except self.actions.ActionError as e:
+                self.failed.labels(kind).inc()
+                self.rt.log.limited("action_failed", action=kind, address=action.address, error=str(e))
+            self.holding.set(len(self.core.holds))
+
+    async def _refresh(self, address: str) -> None:
+        """One more burst a little later, for neighbours that missed the first."""
+        a = self.rt.net.agent
+        await asyncio.sleep(a.garp_refresh)
+        if address in self.core.holds and self.carrier is not None:
+            try:
+                await self.carrier.announce(address, 1, 0.0)
+            except self.actions.ActionError as e:
+                self.rt.log.limited("refresh_failed", address=address, error=str(e))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- loops -----------------------------------------------------------------------------
+    async def beacon(self) -> None:
+        interval = self.rt.net.agent.interval
+        port = self.rt.net.ports.agent
+        seq = time.time_ns()
+        while True:
+            if self._transport is not None:
+                hb = self.core.beacon(time.monotonic())
+                seq += 1
+                env = Envelope(self.me.id, BEACON_TOPIC, seq, time.time(), _hb_enc.encode(hb))
+                data = seal(self.rt.net.message_key, env)
+                for p in self.peers:
+                    if p.id != self.me.id:
+                        self._transport.sendto(data, (p.host_address, port))
+            await asyncio.sleep(interval)
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.rt.net.agent.interval / 2)
+            self._do(self.core.tick(time.monotonic()))
+            peers = self.core.peers()
+            self.alive_peers.set(sum(1 for s in peers.values() if s.alive))
+
+    async def checks(self) -> None:
+        while True:
+            ok = await self.check_own_service()
+            self.healthy.set(1 if ok else 0)
+            self._do(self.core.own_health(time.monotonic(), ok))
+            await asyncio.sleep(self.rt.net.agent.check_interval)
+
+    async def report(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.rt.net.agent.interval * 10))
+            if self.publish is None:
+                continue
+            peers = self.core.peers()
+            r = RegionReport(
+                self.me.id,
+                self.me.region,
+                sorted(p for p, s in peers.items() if s.alive),
+                sorted(p for p, s in peers.items() if not s.alive),
+                sorted(self.core.holds),
+            )
+            self.publish.publish(REGION_TOPIC, msgspec.msgpack.encode(r))
+
+    async def run(self) -> None:
+        self.carrier = await self.actions.Carrier.open(self.rt.own_address, self.me.interface or None)
+        # a clean start: no service address of the region is ours until the core says so
+        for address in await self.carrier.present() & self.service_addresses:
+            await self.carrier.remove(address)
+        self.rt.ready("interface")
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Beacons(self), local_addr=(self.rt.own_address, self.rt.net.ports.agent)
+        )
+        healthy = await self.check_own_service()
+        self._do(self.core.start(time.monotonic(), healthy))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._carry_out())
+                tg.create_task(self.beacon())
+                tg.create_task(self.tick())
+                tg.create_task(self.checks())
+                tg.create_task(self.report())
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._transport.close()
+            # stopping on purpose: let go, so a buddy takes over without a dual claim
+            for address in sorted(self.core.holds):
+                try:
+                    await self.carrier.remove(address)
+                except self.actions.ActionError:
+                    pass
+            await self.carrier.close()
+
+
+async def main(rt: Runtime) -> None:
+    agent = Agent(rt)
+    client = MessagingClient(rt, [], lambda _: None, sender=f"{rt.machine.id}/agent", port=0)
+    await client.start()
+    agent.publish = client
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(agent.run())
+            tg.create_task(rt.serve_management(port=rt.net.ports.agent))
+            tg.create_task(rt.watchdog())
+    finally:
+        client.close()
