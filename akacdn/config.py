@@ -130,8 +130,7 @@ class Machine(_Strict):
     key_file: str = ""  # mapper: Ed25519 private key (raw 32 bytes, hex), relative to config
     # the machine's own fixed address (agent heartbeats, management). Set, `address` is a
     # service address the region agent holds and a buddy takes over when this machine dies
-    host_address: str = ""
-    interface: str = ""  # where the agent adds service addresses ("" = the one holding host_address)
+    host_address: str = ""  # (service addresses go on the interface that holds it)
 
 
 # Paths the akamaize tool leaves on the origin (dynamic or cookie-bearing), as globs:

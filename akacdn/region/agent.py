@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import msgspec
 
@@ -29,6 +30,38 @@ BEACON_TOPIC = "agent.beacon"
 
 _hb_enc = msgspec.msgpack.Encoder()
 _hb_dec = msgspec.msgpack.Decoder(Heartbeat)
+
+
+class Carrier:
+    """The takeover core's actions on this machine's interface (the one holding its own
+    address): netlink through `actions.Interface`, gratuitous ARP through a prepared
+    `actions.Announcer`."""
+
+    def __init__(self, iface: Any, announcer: Any) -> None:
+        self.iface, self.announcer = iface, announcer
+        self.link = iface.link
+
+    @classmethod
+    async def open(cls, actions: Any, host_address: str, service: set[str], announcer: Any) -> Carrier:
+        iface = await actions.Interface.open(host_address)
+        announcer.prepare(iface.link.ifname, iface.link.mac, sorted(service))
+        return cls(iface, announcer)
+
+    async def add(self, address: str) -> float:
+        return float(await self.iface.add(address, self.link.prefixlen))
+
+    async def remove(self, address: str) -> None:
+        await self.iface.remove(address)
+
+    async def present(self) -> set[str]:
+        return set(await self.iface.present())
+
+    async def announce(self, address: str, count: int, spacing: float) -> float:
+        return float(await self.announcer.announce(self.link.ifname, address, self.link.mac, count, spacing))
+
+    def close(self) -> None:
+        self.iface.close()
+        self.announcer.close()
 
 
 class _Beacons(asyncio.DatagramProtocol):
@@ -57,7 +90,8 @@ class Agent:
         members = [Member(p.id, (p.address,)) for p in self.peers]
         self.core = Takeover(self.me.id, members, settings, incarnation=time.time_ns())
         self.actions = actions
-        self.carrier: actions.Carrier | None = None
+        self.announcer = actions.Announcer()  # scapy's import and sockets: at start, once
+        self.carrier: Carrier | None = None
         self.service_addresses = {p.address for p in self.peers}
         self._work: asyncio.Queue[Action] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,8 +153,8 @@ class Agent:
             kind = type(action).__name__.lower()
             try:
                 if isinstance(action, Add):
-                    await self.carrier.add(action.address)
-                    self.rt.record("address_added", address=action.address, at=time.monotonic())
+                    at = await self.carrier.add(action.address)
+                    self.rt.record("address_added", address=action.address, at=at)
                 elif isinstance(action, Release):
                     await self.carrier.remove(action.address)
                     self.rt.record("address_released", address=action.address, at=time.monotonic())
@@ -196,7 +230,7 @@ class Agent:
             self.publish.publish(REGION_TOPIC, msgspec.msgpack.encode(r))
 
     async def run(self) -> None:
-        self.carrier = await self.actions.Carrier.open(self.rt.own_address, self.me.interface or None)
+        self.carrier = await Carrier.open(self.actions, self.rt.own_address, self.service_addresses, self.announcer)
         # a clean start: no service address of the region is ours until the core says so
         for address in await self.carrier.present() & self.service_addresses:
             await self.carrier.remove(address)
@@ -205,8 +239,9 @@ class Agent:
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Beacons(self), local_addr=(self.rt.own_address, self.rt.net.ports.agent)
         )
-        healthy = await self.check_own_service()
-        self._do(self.core.start(time.monotonic(), healthy))
+        # start unsettled: our service must pass its checks for recover_after before we
+        # claim our addresses, so after a crash the buddy lets go first (no dual holding)
+        self._do(self.core.start(time.monotonic(), healthy=False))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._carry_out())
@@ -225,7 +260,7 @@ class Agent:
                     await self.carrier.remove(address)
                 except self.actions.ActionError:
                     pass
-            await self.carrier.close()
+            self.carrier.close()
 
 
 async def main(rt: Runtime) -> None:

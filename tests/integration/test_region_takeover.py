@@ -1,0 +1,182 @@
+"""IP takeover for real, in network namespaces: two edge machines on one L2 segment, each
+running `akacdn edge` and `akacdn agent`, and a client. Kill a machine (its processes and
+its link): its service address answers from the buddy (the response names the machine
+that served it) and the client's ARP cache points at the buddy's MAC; restore it: it
+serves its address again and the buddy no longer holds it.
+
+Needs root (network namespaces, addresses, ARP); runs here and in CI."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import tomli_w
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .conftest import poll
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+NET = "198.18.77"
+_labs = itertools.count()
+
+
+def run(*cmd: str) -> str:
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
+    return p.stdout
+
+
+@dataclass
+class Lab:
+    prefix: str
+    dir: Path
+    config: Path
+    procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+
+    def ns(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def dev(self, name: str) -> str:
+        return f"{self.prefix}{name}0"
+
+    def sh(self, ns: str, *cmd: str) -> str:
+        return run("ip", "netns", "exec", self.ns(ns), *cmd)
+
+    def mac(self, ns: str) -> str:
+        return self.sh(ns, "cat", f"/sys/class/net/{self.dev(ns)}/address").strip()
+
+    def start_machine(self, ns: str, machine: str) -> None:
+        procs = []
+        for role in ("edge", "agent"):
+            log = open(self.dir / f"{machine}-{role}.log", "ab")  # noqa: SIM115 -- the process keeps it
+            cmd = ["ip", "netns", "exec", self.ns(ns), sys.executable, "-m", "akacdn", role]
+            cmd += ["--config", str(self.config), "--machine", machine]
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            log.close()
+        self.procs[machine] = procs
+
+    def kill_machine(self, machine: str) -> None:
+        for p in self.procs.pop(machine, []):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+
+    def served_by(self, address: str) -> str | None:
+        """X-Served-By of an answer from `address`, asked from the client (fresh connection)."""
+        try:
+            out = self.sh("c", "curl", "-s", "-o", "/dev/null", "-D", "-", "--max-time", "1", f"http://{address}/")
+        except RuntimeError:
+            return None
+        for line in out.splitlines():
+            k, _, v = line.partition(":")
+            if k.lower() == "x-served-by":
+                return v.strip()
+        return None
+
+    def client_arp(self, address: str) -> str:
+        return self.sh("c", "ip", "neigh", "show", address)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in sorted(self.dir.glob("*.log"))
+        )
+
+
+def write_config(d: Path, state: Path) -> Path:
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    (d / "customers.toml").write_text(tomli_w.dumps({"customers": []}))
+    net = {
+        "base_domain": "akacdn.test",
+        "state_dir": str(state),
+        "keys": {"message_key": secrets.token_hex(32), "purge_token": secrets.token_hex(16)},
+        "agent": {"interval": 0.05, "misses": 3, "recover_after": 0.5, "release_grace": 0.5, "garp_refresh": 0.5},
+        "regions": [{"id": "r1"}],
+        "machines": [
+            {"id": "relay1", "role": "relay", "address": f"{NET}.200"},
+            {"id": "mc1", "role": "mapper", "address": f"{NET}.201", "public_key": pub},
+            {"id": "tlns1", "role": "tlns", "address": f"{NET}.202"},
+            {"id": "e1", "role": "edge", "region": "r1", "address": f"{NET}.111", "host_address": f"{NET}.11"},
+            {"id": "e2", "role": "edge", "region": "r1", "address": f"{NET}.112", "host_address": f"{NET}.12"},
+        ],
+    }
+    path = d / "network.toml"
+    path.write_text(tomli_w.dumps(net))
+    return path
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    prefix = f"akt{os.getpid() % 1000}{next(_labs)}"
+    lab = Lab(prefix, tmp_path, write_config(tmp_path, tmp_path / "state"))
+    made: list[str] = []
+    try:
+        for ns in ("br", "a", "b", "c"):
+            run("ip", "netns", "add", lab.ns(ns))
+            made.append(lab.ns(ns))
+            lab.sh(ns, "ip", "link", "set", "lo", "up")
+        lab.sh("br", "ip", "link", "add", "br0", "type", "bridge")
+        lab.sh("br", "ip", "link", "set", "br0", "up")
+        for ns, host in (("a", 11), ("b", 12), ("c", 50)):
+            dev, peer = lab.dev(ns), f"{prefix}{ns}1"
+            run(
+                "ip",
+                "link",
+                "add",
+                dev,
+                "netns",
+                lab.ns(ns),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+                "netns",
+                lab.ns("br"),
+            )
+            lab.sh("br", "ip", "link", "set", peer, "master", "br0", "up")
+            lab.sh(ns, "ip", "addr", "add", f"{NET}.{host}/24", "dev", dev)
+            lab.sh(ns, "ip", "link", "set", dev, "up")
+        lab.sh("c", "sysctl", "-qw", "net.ipv4.conf.all.arp_accept=1")
+        lab.start_machine("a", "e1")
+        lab.start_machine("b", "e2")
+        yield lab
+    finally:
+        for machine in list(lab.procs):
+            lab.kill_machine(machine)
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def test_a_dead_machines_address_is_served_by_its_buddy_and_handed_back(lab: Lab) -> None:
+    svc1, svc2 = f"{NET}.111", f"{NET}.112"
+    ok = poll(lambda: lab.served_by(svc1) == "e1" and lab.served_by(svc2) == "e2", 30, every=0.2)
+    assert ok, f"each machine serves its own address\n{lab.logs()}"
+    assert lab.mac("a") in lab.client_arp(svc1)
+
+    lab.kill_machine("e1")  # the machine dies: its processes, and its link
+    lab.sh("a", "ip", "link", "set", lab.dev("a"), "down")
+    ok = poll(lambda: lab.served_by(svc1) == "e2", 15, every=0.05)
+    assert ok, f"the buddy answers on the dead machine's address\n{lab.logs()}"
+    assert lab.mac("b") in lab.client_arp(svc1), "the client's ARP cache points at the buddy"
+    assert svc1 in lab.sh("b", "ip", "-4", "addr", "show", "dev", lab.dev("b"))
+
+    lab.sh("a", "ip", "link", "set", lab.dev("a"), "up")  # it comes back
+    lab.start_machine("a", "e1")
+    ok = poll(lambda: lab.served_by(svc1) == "e1", 30, every=0.1)
+    assert ok, f"the owner serves its address again\n{lab.logs()}"
+    assert svc1 not in lab.sh("b", "ip", "-4", "addr", "show", "dev", lab.dev("b")), "the buddy let go"
+    assert lab.mac("a") in lab.client_arp(svc1)
+    assert lab.served_by(svc2) == "e2"
