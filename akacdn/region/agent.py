@@ -143,6 +143,9 @@ class Agent:
     def _do(self, actions: list[Action]) -> None:
         for action in actions:
             self._work.put_nowait(action)
+        while self.core.events:  # the core's decisions, for /events and the logs (`at`: monotonic)
+            e = self.core.events.popleft()
+            self.rt.record(e.kind, subject=e.subject, reason=e.reason, at=e.at)
 
     async def _carry_out(self) -> None:
         """One action at a time, in order: releases before adds, add before its announce."""
