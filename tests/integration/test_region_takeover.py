@@ -180,3 +180,26 @@ def test_a_dead_machines_address_is_served_by_its_buddy_and_handed_back(lab: Lab
     assert svc1 not in lab.sh("b", "ip", "-4", "addr", "show", "dev", lab.dev("b")), "the buddy let go"
     assert lab.mac("a") in lab.client_arp(svc1)
     assert lab.served_by(svc2) == "e2"
+
+
+def test_a_failing_service_hands_its_address_over_without_waiting_for_missed_beacons(lab: Lab) -> None:
+    """Only e1's edge dies; its machine and agent live on. The agent's check fails, its next
+    beacon says so, the buddy takes the address at once and e1 lets go (no dual holding);
+    when the edge is back and healthy for recover_after, the address goes home."""
+    svc1 = f"{NET}.111"
+    assert poll(lambda: lab.served_by(svc1) == "e1", 30, every=0.2), lab.logs()
+    edge, agent = lab.procs["e1"]
+    os.killpg(edge.pid, signal.SIGKILL)
+    edge.wait(timeout=10)
+    assert poll(lambda: lab.served_by(svc1) == "e2", 15, every=0.05), f"the buddy took over\n{lab.logs()}"
+    held_by_e1 = lambda: svc1 in lab.sh("a", "ip", "-4", "addr", "show", "dev", lab.dev("a"))  # noqa: E731
+    assert poll(lambda: not held_by_e1(), 10, every=0.05), "the unhealthy owner released its address"
+    assert agent.poll() is None, "the agent lives on"
+
+    log = open(lab.dir / "e1-edge.log", "ab")  # noqa: SIM115
+    cmd = ["ip", "netns", "exec", lab.ns("a"), sys.executable, "-m", "akacdn", "edge"]
+    cmd += ["--config", str(lab.config), "--machine", "e1"]
+    lab.procs["e1"] = [subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), agent]
+    log.close()
+    assert poll(lambda: lab.served_by(svc1) == "e1", 30, every=0.1), f"home again\n{lab.logs()}"
+    assert svc1 not in lab.sh("b", "ip", "-4", "addr", "show", "dev", lab.dev("b"))
