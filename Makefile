@@ -8,17 +8,23 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEBS   := dnsutils unbound pdns-recursor curl procps iproute2
 
+# the Mininet lab (make lab, tests/lab) and the failover benchmark; no-install-recommends
+# keeps Open vSwitch out (the lab uses Linux bridges)
+LAB_DEBS := mininet bridge-utils nftables iputils-ping keepalived stress-ng
+
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help run test test-unit test-integration deps venv clean bench bench-deps bench-dns bench-edge
+.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover
 
 help:
 	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
 	@echo "make test   install what is needed and run every test"
-	@echo "make test-unit | test-integration   run one kind of test"
+	@echo "make test-unit | test-integration | test-lab   run one kind of test"
+	@echo "make lab    start the Mininet lab (regions, resolver, clients) with the daemons; LAB_ARGS='--agents'"
 	@echo "make bench  run every benchmark (bench-dns, bench-edge); results in bench/results/"
 	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
 	@echo "make bench-edge  wrk vs akacdn edge, nginx proxy_cache, Varnish on loopback, + a cold stampede"
+	@echo "make bench-failover  IP takeover outage: akacdn agent vs keepalived (VRRPv3), in namespaces"
 	@echo "make clean  remove the venv and run/ state"
 
 # Debian packages: installed with apt-get when root and missing; otherwise say what is needed.
@@ -34,6 +40,17 @@ deps:
 	  fi; \
 	fi
 
+lab-deps:
+	@missing=""; for p in $(LAB_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing lab packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "the lab needs root and:$$missing (its tests are skipped without root)"; \
+	  fi; \
+	fi
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "akacdn needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +63,9 @@ venv: $(STAMP)
 run: deps venv
 	$(BIN)/akacdn devnet
 
-test: deps venv
-	$(BIN)/ruff check akacdn tests bench
-	$(BIN)/ruff format --check akacdn tests bench
+test: deps lab-deps venv
+	$(BIN)/ruff check akacdn tests bench deploy/mininet
+	$(BIN)/ruff format --check akacdn tests bench deploy/mininet
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-unit: venv
@@ -56,6 +73,12 @@ test-unit: venv
 
 test-integration: deps venv
 	$(BIN)/pytest -q tests/integration
+
+test-lab: deps lab-deps venv
+	$(BIN)/pytest -q -p no:cacheprovider tests/lab
+
+lab: deps lab-deps venv
+	$(BIN)/python deploy/mininet/lab.py $(LAB_ARGS)
 
 # benchmarks: the venv plus the `bench` extra (matplotlib); each bench script installs its
 # own Debian packages (dnsperf nsd knot; nginx varnish wrk) when root, keeping their services stopped
@@ -66,13 +89,16 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-deps: deps $(BENCH_STAMP)
 
-bench: bench-dns bench-edge
+bench: bench-dns bench-edge bench-failover
 
 bench-dns: bench-deps
 	$(BIN)/python -m bench.dns.run $(BENCH_ARGS)
 
 bench-edge: bench-deps
 	$(BIN)/python -m bench.edge.run $(BENCH_ARGS)
+
+bench-failover: bench-deps lab-deps
+	$(BIN)/python -m bench.failover.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) run *.egg-info

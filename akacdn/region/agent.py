@@ -27,6 +27,7 @@ from ..runtime import Runtime
 from .takeover import Action, Add, Announce, Heartbeat, Member, Release, Settings, Takeover
 
 BEACON_TOPIC = "agent.beacon"
+START_WAIT = 10.0  # seconds the agent waits at start for its own service to pass its check
 
 _hb_enc = msgspec.msgpack.Encoder()
 _hb_dec = msgspec.msgpack.Decoder(Heartbeat)
@@ -103,6 +104,8 @@ class Agent:
         self.alive_peers = rt.gauge("akacdn_agent_peers_alive", "Region peers alive (not counting us)")
         self.healthy = rt.gauge("akacdn_agent_healthy", "1 while our own service passes its checks")
         self.publish: MessagingClient | None = None
+        self.started = False
+        self.held_by_peer = False
         rt.not_ready("interface", "service interface not found yet")
 
     # -- inputs ----------------------------------------------------------------------------
@@ -119,6 +122,9 @@ class Agent:
             return
         if env.topic != BEACON_TOPIC or hb.sender != peer.id:
             self.refused.labels("wrong_sender").inc()  # a peer speaks only for itself
+            return
+        if not self.started:  # still listening before we start: is our address held by a peer?
+            self.held_by_peer |= bool(set(hb.holds) & {self.me.address}) and hb.healthy
             return
         self._do(self.core.heard(time.monotonic(), hb))
 
@@ -242,9 +248,19 @@ class Agent:
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Beacons(self), local_addr=(self.rt.own_address, self.rt.net.ports.agent)
         )
-        # start unsettled: our service must pass its checks for recover_after before we
-        # claim our addresses, so after a crash the buddy lets go first (no dual holding)
-        self._do(self.core.start(time.monotonic(), healthy=False))
+        # Listen for one dead_after first. If a live peer holds our address we crashed and
+        # came back: start unsettled, so our service must pass its checks for recover_after
+        # and the buddy lets go first (no dual holding). Otherwise (a cold start of the
+        # region, or nobody covered for us) claim it at once if our service is up: peers
+        # starting unsettled would otherwise grab each other's addresses.
+        a = self.rt.net.agent
+        await asyncio.sleep(a.interval * a.misses)
+        deadline = loop.time() + START_WAIT  # and give our own service a moment to come up
+        while not (up := await self.check_own_service()) and loop.time() < deadline:
+            await asyncio.sleep(a.check_interval)
+        healthy = up and not self.held_by_peer
+        self.started = True
+        self._do(self.core.start(time.monotonic(), healthy=healthy))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._carry_out())

@@ -22,7 +22,8 @@ Address plan (everything inside 198.18.0.0/15, every network a /24)::
 
     network            prefix              gateway router  core address     hosts
     core (transit)     198.18.254.0/24     -               -                routers only
-    region R (1..49)   198.18.R.0/24       rRgw  .1        198.18.254.R     rRe1.. at .11..
+    region R (1..49)   198.18.R.0/24       rRgw  .1        198.18.254.R     rRe1.. at .11..,
+                                                                            LLNS rRns1.. at .2..
     TLNS               198.18.100.0/24     tlnsgw .1       198.18.254.100   tlns1.. at .11..
     mapping centers    198.18.101.0/24     mcgw  .1        198.18.254.101   mc1, mc2 at .11..
     relays             198.18.102.0/24     relaygw .1      198.18.254.102   relay1.. at .11..
@@ -207,7 +208,7 @@ class LabNet:
 @dataclass
 class LabHostInfo:
     name: str
-    role: str  # edge | tlns | mapper | relay | resolver | origin | client | router
+    role: str  # edge | llns | tlns | mapper | relay | resolver | origin | client | router
     ip: str  # primary address (no prefix length)
     net: str  # LabNet.name
     region: int | None = None
@@ -229,11 +230,14 @@ class AkacdnTopo(Topo):
         mappers: int = 2,
         relays: int = 2,
         prefix: str = "mnx0",
+        llns_per_region: int = 1,
     ):
         if not (1 <= regions <= 49 and 1 <= client_nets <= 49):
             raise ValueError("regions and client_nets must be in 1..49")
         if not (1 <= edges_per_region <= 200 and 1 <= clients_per_net <= 200):
             raise ValueError("edges_per_region / clients_per_net must be in 1..200")
+        if not 0 <= llns_per_region <= 9:
+            raise ValueError("llns_per_region must be in 0..9")
         self.labprefix = prefix
         self.nets: dict[str, LabNet] = {}
         self.hostinfo: dict[str, LabHostInfo] = {}
@@ -243,6 +247,7 @@ class AkacdnTopo(Topo):
         specs = []  # (net name, kind, prefix, core host id, gateway name, [(host, role, host id)])
         for r in range(1, regions + 1):
             members = [(f"r{r}e{i}", "edge", 10 + i) for i in range(1, edges_per_region + 1)]
+            members += [(f"r{r}ns{i}", "llns", 1 + i) for i in range(1, llns_per_region + 1)]
             specs.append((f"r{r}", "region", f"198.18.{r}.0/24", r, f"r{r}gw", members, r))
         specs.append(
             (
