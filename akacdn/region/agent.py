@@ -106,6 +106,8 @@ class Agent:
         self.publish: MessagingClient | None = None
         self.started = False
         self.held_by_peer = False
+        self._seq = time.time_ns()
+        self._bursts: dict[str, asyncio.Task[None]] = {}
         rt.not_ready("interface", "service interface not found yet")
 
     # -- inputs ----------------------------------------------------------------------------
@@ -154,9 +156,10 @@ class Agent:
             self.rt.record(e.kind, subject=e.subject, reason=e.reason, at=e.at)
 
     async def _carry_out(self) -> None:
-        """One action at a time, in order: releases before adds, add before its announce."""
+        """One action at a time, in order: releases before adds, add before its announce.
+        An announce's burst runs beside the queue (its first ARP goes at once), so a later
+        release never waits behind it; a release stops the address's burst first."""
         assert self.carrier is not None
-        a = self.rt.net.agent
         while True:
             action = await self._work.get()
             kind = type(action).__name__.lower()
@@ -165,49 +168,61 @@ class Agent:
                     at = await self.carrier.add(action.address)
                     self.rt.record("address_added", address=action.address, at=at)
                 elif isinstance(action, Release):
+                    burst = self._bursts.pop(action.address, None)
+                    if burst is not None:
+                        burst.cancel()
                     await self.carrier.remove(action.address)
                     self.rt.record("address_released", address=action.address, at=time.monotonic())
+                    self.send_beacon()  # the owner waits for this: tell it now, not next interval
                 elif isinstance(action, Announce):
-                    first = await self.carrier.announce(action.address, a.garp_count, a.garp_spacing)
+                    first = await self.carrier.announce(action.address, 1, 0.0)
                     self.rt.record("announced", address=action.address, first_arp=first)
-                    if a.garp_refresh:
-                        self._spawn(self._refresh(action.address))
+                    burst = asyncio.get_running_loop().create_task(self._burst(action.address))
+                    self._bursts[action.address] = burst
+                    self._tasks.add(burst)
+                    burst.add_done_callback(self._tasks.discard)
                 self.applied.labels(kind).inc()
             except self.actions.ActionError as e:
                 self.failed.labels(kind).inc()
                 self.rt.log.limited("action_failed", action=kind, address=action.address, error=str(e))
             self.holding.set(len(self.core.holds))
 
-    async def _refresh(self, address: str) -> None:
-        """One more burst a little later, for neighbours that missed the first."""
+    async def _burst(self, address: str) -> None:
+        """The rest of a gratuitous ARP burst, then one refresh later, for neighbours that
+        missed the first; only while we still hold the address."""
         a = self.rt.net.agent
-        await asyncio.sleep(a.garp_refresh)
-        if address in self.core.holds and self.carrier is not None:
-            try:
-                await self.carrier.announce(address, 1, 0.0)
-            except self.actions.ActionError as e:
-                self.rt.log.limited("refresh_failed", address=address, error=str(e))
-
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        assert self.carrier is not None
+        try:
+            if a.garp_count > 1:
+                await asyncio.sleep(a.garp_spacing)
+                await self.carrier.announce(address, a.garp_count - 1, a.garp_spacing)
+            if a.garp_refresh:
+                await asyncio.sleep(a.garp_refresh)
+                if address in self.core.holds:
+                    await self.carrier.announce(address, 1, 0.0)
+        except self.actions.ActionError as e:
+            self.rt.log.limited("announce_failed", address=address, error=str(e))
+        finally:
+            if self._bursts.get(address) is asyncio.current_task():
+                del self._bursts[address]
 
     # -- loops -----------------------------------------------------------------------------
+    def send_beacon(self) -> None:
+        """Our state to every region peer, now."""
+        if self._transport is None or not self.started:
+            return
+        self._seq += 1
+        hb = self.core.beacon(time.monotonic())
+        env = Envelope(self.me.id, BEACON_TOPIC, self._seq, time.time(), _hb_enc.encode(hb))
+        data = seal(self.rt.net.message_key, env)
+        for p in self.peers:
+            if p.id != self.me.id:
+                self._transport.sendto(data, (p.host_address, self.rt.net.ports.agent))
+
     async def beacon(self) -> None:
-        interval = self.rt.net.agent.interval
-        port = self.rt.net.ports.agent
-        seq = time.time_ns()
         while True:
-            if self._transport is not None:
-                hb = self.core.beacon(time.monotonic())
-                seq += 1
-                env = Envelope(self.me.id, BEACON_TOPIC, seq, time.time(), _hb_enc.encode(hb))
-                data = seal(self.rt.net.message_key, env)
-                for p in self.peers:
-                    if p.id != self.me.id:
-                        self._transport.sendto(data, (p.host_address, port))
-            await asyncio.sleep(interval)
+            self.send_beacon()
+            await asyncio.sleep(self.rt.net.agent.interval)
 
     async def tick(self) -> None:
         while True:
