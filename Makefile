@@ -24,7 +24,7 @@ help:
 	@echo "make bench  run every benchmark (bench-dns, bench-edge); results in bench/results/"
 	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
 	@echo "make bench-edge  wrk vs akacdn edge, nginx proxy_cache, Varnish on loopback, + a cold stampede"
-	@echo "make bench-failover  IP takeover outage: akacdn agent vs keepalived (VRRPv3), in namespaces"
+	@echo "make bench-failover  IP takeover outage: akacdn agent vs keepalived VRRPv3 in namespaces, + a 600 s soak under CPU load per system"
 	@echo "make clean  remove the venv and run/ state"
 
 # Debian packages: installed with apt-get when root and missing; otherwise say what is needed.
@@ -98,7 +98,7 @@ bench-edge: bench-deps
 	$(BIN)/python -m bench.edge.run $(BENCH_ARGS)
 
 bench-failover: bench-deps lab-deps
-	$(BIN)/python -m bench.failover.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.failover.run --soak 600 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) run *.egg-info
