@@ -40,6 +40,7 @@ import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from akacdn.devnet.segment import Segment
 from bench.dns.system import Procs, group_members
 
 CLONE_NEWNET = 0x40000000
@@ -56,13 +57,6 @@ MANAGEMENT_PORT = 9400  # the edge's /readyz, /events
 HTTP_PORT = 80
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def run(*cmd: str, timeout: float = 30) -> str:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
-    return p.stdout
 
 
 def socket_in(netns: str, kind: int = socket.SOCK_DGRAM) -> socket.socket:
@@ -113,20 +107,21 @@ class Lab:
     dir: Path
     net: str  # first three octets, e.g. "198.19.42"
     procs: Procs = field(init=False)
-    made: list[str] = field(default_factory=list)
+    segment: Segment = field(init=False)
     ctl: dict[str, socket.socket] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)  # namespace -> its process names
 
     def __post_init__(self) -> None:
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         self.procs = Procs(self.dir / "logs")
+        self.segment = Segment(self.prefix, self.net, HOSTS)
 
     # names and addresses ---------------------------------------------------------------
     def ns(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+        return self.segment.ns(name)
 
     def dev(self, name: str) -> str:
-        return f"{self.prefix}{name}0"
+        return self.segment.dev(name)
 
     def host(self, name: str) -> str:
         return f"{self.net}.{HOSTS[name]}"
@@ -135,39 +130,11 @@ class Lab:
         return f"{self.net}.{SERVICE[name]}"
 
     def sh(self, name: str, *cmd: str) -> str:
-        return run("ip", "netns", "exec", self.ns(name), *cmd)
+        return self.segment.sh(name, *cmd)
 
     # building and tearing down ------------------------------------------------------------
     def build(self) -> None:
-        for name in ("br", VICTIM, BUDDY, "c"):
-            if Path(f"/run/netns/{self.ns(name)}").exists():
-                raise RuntimeError(f"network namespace {self.ns(name)} exists already (not ours): not touching it")
-        for name in ("br", VICTIM, BUDDY, "c"):
-            run("ip", "netns", "add", self.ns(name))
-            self.made.append(self.ns(name))
-            self.sh(name, "ip", "link", "set", "lo", "up")
-        self.sh("br", "ip", "link", "add", "br0", "type", "bridge")
-        self.sh("br", "ip", "link", "set", "br0", "up")
-        for name in (VICTIM, BUDDY, "c"):
-            dev, peer = self.dev(name), f"{self.prefix}{name}1"
-            run(
-                "ip",
-                "link",
-                "add",
-                dev,
-                "netns",
-                self.ns(name),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                peer,
-                "netns",
-                self.ns("br"),
-            )
-            self.sh("br", "ip", "link", "set", peer, "master", "br0", "up")
-            self.sh(name, "ip", "addr", "add", f"{self.host(name)}/24", "dev", dev)
-            self.sh(name, "ip", "link", "set", dev, "up")
+        self.segment.build()
         # the client takes a gratuitous ARP also for an address it has no entry for yet
         self.sh("c", "sysctl", "-qw", "net.ipv4.conf.all.arp_accept=1")
         for name in (VICTIM, BUDDY):
@@ -179,9 +146,7 @@ class Lab:
         for s in self.ctl.values():
             s.close()
         self.ctl.clear()
-        for ns in reversed(self.made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        self.made.clear()
+        self.segment.remove()
 
     # processes --------------------------------------------------------------------------
     def start(self, name: str, proc: str, argv: list[str], env: dict[str, str] | None = None) -> None:

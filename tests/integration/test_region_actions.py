@@ -21,47 +21,26 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from akacdn.devnet.segment import Segment, run
 
 from .conftest import poll
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")]
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("buddy", "owner", "client")
 _labs = itertools.count()
 
 
-def run(*cmd: str) -> str:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
-    return p.stdout
+class Lab(Segment):
+    """The segment: a buddy, an owner and a client (hosts .11, .12, .50)."""
 
-
-@dataclass
-class Lab:
-    prefix: str  # of every namespace and interface of this lab
-    net: str  # "198.18.N": the lab's /24
-
-    def ns(self, role: str) -> str:
-        return f"{self.prefix}-{role}"
-
-    def dev(self, role: str) -> str:
-        return f"{self.prefix}{role[0]}"
-
-    def ip(self, host: int) -> str:
-        return f"{self.net}.{host}"
-
-    def sh(self, role: str, *cmd: str) -> str:
-        return run("ip", "netns", "exec", self.ns(role), *cmd)
-
-    def mac(self, role: str) -> str:
-        return self.sh(role, "cat", f"/sys/class/net/{self.dev(role)}/address").strip()
+    def __init__(self, prefix: str, net: str) -> None:
+        super().__init__(prefix, net, {"buddy": 11, "owner": 12, "client": 50})
 
     def neigh(self, role: str, address: str) -> dict[str, Any]:
         """The neighbour entry for `address` in `role`'s namespace ({} if none)."""
@@ -167,31 +146,15 @@ EXPECTED = {  # what went wrong -> a piece of the ActionError's message
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     pid = os.getpid()
-    lab = Lab(prefix=f"akra{pid}{next(_labs)}", net=f"198.18.{pid % 250 + 1}")
-    assert len(lab.prefix) + 2 <= 15, "interface names must fit in 15 characters"
-    bridge_ns, bridge = f"{lab.prefix}-br", f"{lab.prefix}br"
-    made: list[str] = []
+    lab = Lab(f"akra{pid % 1000}{next(_labs) % 10}", f"198.18.{pid % 250 + 1}")
     try:
-        for ns in (bridge_ns, *map(lab.ns, ROLES)):
-            run("ip", "netns", "add", ns)
-            made.append(ns)
-        run("ip", "-n", bridge_ns, "link", "add", bridge, "type", "bridge")
-        run("ip", "-n", bridge_ns, "link", "set", bridge, "up")
-        for role in ROLES:
-            port, dev = f"{lab.prefix}p{role[0]}", lab.dev(role)
-            run("ip", "-n", bridge_ns, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", lab.ns(role))
-            run("ip", "-n", bridge_ns, "link", "set", port, "master", bridge, "up")
-            run("ip", "-n", lab.ns(role), "link", "set", "lo", "up")
-            run("ip", "-n", lab.ns(role), "link", "set", dev, "up")
+        lab.build()
         for name in ("all", lab.dev("client")):  # Linux defaults, whatever the root namespace has
             lab.sh("client", "sysctl", "-qw", f"net.ipv4.conf.{name}.arp_accept=0")
             lab.sh("client", "sysctl", "-qw", f"net.ipv4.conf.{name}.drop_gratuitous_arp=0")
-        for role, host in (("buddy", 11), ("owner", 12), ("client", 50)):
-            run("ip", "-n", lab.ns(role), "addr", "add", f"{lab.ip(host)}/24", "dev", lab.dev(role))
         yield lab
     finally:
-        for ns in reversed(made):  # deleting a namespace deletes its veth ends and the bridge
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        lab.remove()  # deleting a namespace deletes its veth ends and the bridge
 
 
 def test_gratuitous_arp_moves_the_client_to_the_buddy(lab: Lab) -> None:

@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from akacdn.devnet.segment import Segment
 
 from .conftest import poll
 
@@ -31,31 +32,13 @@ NET = "198.18.77"
 _labs = itertools.count()
 
 
-def run(*cmd: str) -> str:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
-    return p.stdout
+class Lab(Segment):
+    """The segment (bridge, machines a and b, client c) and the daemons we started."""
 
-
-@dataclass
-class Lab:
-    prefix: str
-    dir: Path
-    config: Path
-    procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
-
-    def ns(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-    def dev(self, name: str) -> str:
-        return f"{self.prefix}{name}0"
-
-    def sh(self, ns: str, *cmd: str) -> str:
-        return run("ip", "netns", "exec", self.ns(ns), *cmd)
-
-    def mac(self, ns: str) -> str:
-        return self.sh(ns, "cat", f"/sys/class/net/{self.dev(ns)}/address").strip()
+    def __init__(self, prefix: str, directory: Path, config: Path) -> None:
+        super().__init__(prefix, NET, {"a": 11, "b": 12, "c": 50})
+        self.dir, self.config = directory, config
+        self.procs: dict[str, list[subprocess.Popen[bytes]]] = {}
 
     def start_machine(self, ns: str, machine: str) -> None:
         procs = []
@@ -119,36 +102,9 @@ def write_config(d: Path, state: Path) -> Path:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    prefix = f"akt{os.getpid() % 1000}{next(_labs)}"
-    lab = Lab(prefix, tmp_path, write_config(tmp_path, tmp_path / "state"))
-    made: list[str] = []
+    lab = Lab(f"akt{os.getpid() % 1000}{next(_labs)}", tmp_path, write_config(tmp_path, tmp_path / "state"))
     try:
-        for ns in ("br", "a", "b", "c"):
-            run("ip", "netns", "add", lab.ns(ns))
-            made.append(lab.ns(ns))
-            lab.sh(ns, "ip", "link", "set", "lo", "up")
-        lab.sh("br", "ip", "link", "add", "br0", "type", "bridge")
-        lab.sh("br", "ip", "link", "set", "br0", "up")
-        for ns, host in (("a", 11), ("b", 12), ("c", 50)):
-            dev, peer = lab.dev(ns), f"{prefix}{ns}1"
-            run(
-                "ip",
-                "link",
-                "add",
-                dev,
-                "netns",
-                lab.ns(ns),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                peer,
-                "netns",
-                lab.ns("br"),
-            )
-            lab.sh("br", "ip", "link", "set", peer, "master", "br0", "up")
-            lab.sh(ns, "ip", "addr", "add", f"{NET}.{host}/24", "dev", dev)
-            lab.sh(ns, "ip", "link", "set", dev, "up")
+        lab.build()
         lab.sh("c", "sysctl", "-qw", "net.ipv4.conf.all.arp_accept=1")
         lab.start_machine("a", "e1")
         lab.start_machine("b", "e2")
@@ -156,8 +112,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     finally:
         for machine in list(lab.procs):
             lab.kill_machine(machine)
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        lab.remove()
 
 
 def test_a_dead_machines_address_is_served_by_its_buddy_and_handed_back(lab: Lab) -> None:
