@@ -254,6 +254,24 @@ def _check_domain(path: Path, key: str, name: str) -> str:
     return name
 
 
+def _address(
+    path: Path, key: str, value: str, taken: set[ipaddress.IPv4Address | ipaddress.IPv6Address], version: int = 0
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address of a machine: valid, of `version` when given, used by no other (`taken`
+    collects them)."""
+    kind = {0: "an IP", 4: "an IPv4", 6: "an IPv6"}[version]
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(path, key, f"{value!r} is not {kind} address") from None
+    if version and addr.version != version:
+        raise ConfigError(path, key, f"{value!r} is not {kind} address")
+    if addr in taken:
+        raise ConfigError(path, key, f"{value} is used by another machine")
+    taken.add(addr)
+    return addr
+
+
 def _check_network(path: Path, f: NetworkFile) -> None:
     if f.agent.release_grace and f.agent.release_grace < f.agent.interval:
         raise ConfigError(path, "$.agent.release_grace", "must be 0 or at least one interval")
@@ -286,29 +304,11 @@ def _check_network(path: Path, f: NetworkFile) -> None:
         if m.id in ids:
             raise ConfigError(path, f"{at}.id", f"duplicate machine {m.id!r}")
         ids.add(m.id)
-        try:
-            addr = ipaddress.ip_address(m.address)
-        except ValueError:
-            raise ConfigError(path, f"{at}.address", f"{m.address!r} is not an IP address") from None
-        if addr in endpoints:
-            raise ConfigError(path, f"{at}.address", f"{m.address} is used by another machine")
-        endpoints.add(addr)
+        addr = _address(path, f"{at}.address", m.address, endpoints)
         if m.address6:
-            try:
-                addr6 = ipaddress.IPv6Address(m.address6)
-            except ValueError:
-                raise ConfigError(path, f"{at}.address6", f"{m.address6!r} is not an IPv6 address") from None
-            if addr6 in endpoints:
-                raise ConfigError(path, f"{at}.address6", f"{m.address6} is used by another machine")
-            endpoints.add(addr6)
+            _address(path, f"{at}.address6", m.address6, endpoints, version=6)
         if m.host_address:
-            try:
-                host = ipaddress.ip_address(m.host_address)
-            except ValueError:
-                raise ConfigError(path, f"{at}.host_address", f"{m.host_address!r} is not an IP address") from None
-            if host in endpoints or host.version != addr.version:
-                raise ConfigError(path, f"{at}.host_address", "must be another address of the same family")
-            endpoints.add(host)
+            _address(path, f"{at}.host_address", m.host_address, endpoints, version=addr.version)
         if m.role in ("edge", "llns"):
             if m.region not in regions:
                 raise ConfigError(path, f"{at}.region", f"unknown region {m.region!r}")

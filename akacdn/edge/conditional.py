@@ -32,7 +32,7 @@ from .fields import (
     parse_http_date,
     split_list,
 )
-from .rfc9111 import DEFAULT_POLICY, Entry, Policy, freshness_lifetime, initial_age, stored_headers
+from .rfc9111 import DEFAULT_POLICY, Entry, Policy, make_entry
 
 # --- entity tags (RFC 9110 8.8.3) -------------------------------------------------------------
 
@@ -139,16 +139,7 @@ def freshen(
     if first(lines, "date") is None:
         lines.append(("Date", format_http_date(response_time)))
     merged = merge_headers(entry.headers, lines)
-    life = freshness_lifetime(entry.status, merged, response_time, default_ttl, override_ttl, policy)
-    return Entry(
-        status=entry.status,
-        headers=stored_headers(merged, response_time),
-        request_time=request_time,
-        response_time=response_time,
-        initial_age=initial_age(lines, request_time, response_time),
-        lifetime=life.seconds,
-        source=life.source,
-    )
+    return make_entry(entry.status, merged, request_time, response_time, default_ttl, override_ttl, policy, lines)
 
 
 # --- client conditionals (RFC 9110 13) --------------------------------------------------------

@@ -173,8 +173,10 @@ def make_entry(
     default_ttl: float,
     override_ttl: float | None = None,
     policy: Policy = DEFAULT_POLICY,
+    aged_by: Headers | None = None,
 ) -> Entry:
-    """The entry to store for a response `storable()` accepted (or a freshened one)."""
+    """The entry to store for a response `storable()` accepted (or a freshened one: then
+    `headers` are the merged ones and `aged_by` the new answer's, whose Date/Age count)."""
     lines = list(pairs(headers))
     life = freshness_lifetime(status, lines, response_time, default_ttl, override_ttl, policy)
     return Entry(
@@ -182,7 +184,7 @@ def make_entry(
         headers=stored_headers(lines, response_time),
         request_time=request_time,
         response_time=response_time,
-        initial_age=initial_age(lines, request_time, response_time),
+        initial_age=initial_age(lines if aged_by is None else aged_by, request_time, response_time),
         lifetime=life.seconds,
         source=life.source,
     )

@@ -125,6 +125,19 @@ NETWORK_CASES: list[tuple[str, Mutate, str, str]] = [
     ("duplicate-machine-id", _set("machines.5.id", "r1-e1"), "$.machines[5].id", "duplicate machine 'r1-e1'"),
     ("duplicate-address", _set("machines.5.address", "127.0.1.11"), "$.machines[5].address", "used by another machine"),
     (
+        "host-address-taken",
+        _set("machines.5.host_address", "127.0.1.11"),
+        "$.machines[5].host_address",
+        "used by another machine",
+    ),
+    (
+        "host-address-family",
+        _set("machines.5.host_address", "fd00::5"),
+        "$.machines[5].host_address",
+        "not an IPv4 address",
+    ),
+    ("agent-grace-below-interval", _set("agent.release_grace", 0.01), "$.agent.release_grace", "at least one"),
+    (
         "duplicate-address-v6",
         lambda d: (_set("machines.4.address", "::1")(d), _set("machines.5.address", "0::1")(d)),
         "$.machines[5].address",
