@@ -34,6 +34,7 @@ MAX_BODY = 16 * 2**20
 MAX_PIPELINE = 16  # queued requests before the connection stops reading
 IDLE_TICKS = 75  # seconds a keep-alive connection may sit idle
 HEAD_TICKS = 15  # seconds to send a whole request head
+WRITE_STALL = 60.0  # seconds a client may take nothing of an answer before it is dropped
 NO_BODY = frozenset({204, 304})
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
@@ -122,11 +123,27 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._can_write = asyncio.get_running_loop().create_future()
+        if self.transport is not None:  # a client not reading its answers sends no more requests
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         if self._can_write is not None and not self._can_write.done():
             self._can_write.set_result(None)
         self._can_write = None
+        if self.transport is not None and not self.closing and len(self.queue) < MAX_PIPELINE:
+            self.transport.resume_reading()
+
+    async def _drained(self) -> bool:
+        """Wait until the client takes what we sent; False (and the connection closed) when
+        it takes nothing for WRITE_STALL seconds."""
+        assert self._can_write is not None
+        try:
+            await asyncio.wait_for(self._can_write, WRITE_STALL)
+            return True
+        except TimeoutError:
+            self.handler.refused.labels("write_timeout").inc()
+            self._close()
+            return False
 
     def data_received(self, data: bytes) -> None:
         self.ticks = 0
@@ -261,7 +278,7 @@ class Connection(asyncio.Protocol):
                 if close:
                     self._close()
                     return
-                if self.transport is not None and len(self.queue) < MAX_PIPELINE // 2:
+                if self.transport is not None and len(self.queue) < MAX_PIPELINE // 2 and self._can_write is None:
                     self.transport.resume_reading()
         except asyncio.CancelledError:
             raise
@@ -284,8 +301,8 @@ class Connection(asyncio.Protocol):
                     self.transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
                 else:
                     self.transport.write(chunk)
-                if self._can_write is not None:
-                    await self._can_write
+                if self._can_write is not None and not await self._drained():
+                    return False
             if chunked and self.transport is not None:
                 self.transport.write(b"0\r\n\r\n")
             return True
@@ -301,8 +318,8 @@ class Connection(asyncio.Protocol):
                 if self.transport is None or self.transport.is_closing():
                     return False
                 self.transport.write(piece)
-                if self._can_write is not None:
-                    await self._can_write
+                if self._can_write is not None and not await self._drained():
+                    return False
             return True
         except (BodyStreamError, OSError) as e:
             self.handler.failed(e)
