@@ -213,6 +213,7 @@ class Connection(asyncio.Protocol):
             and keep
             and self.task is None
             and not self.queue
+            and self._can_write is None  # the client is taking its answers
             and (method == b"GET" or method == b"HEAD")
             and self.host is not None
         ):
@@ -258,6 +259,8 @@ class Connection(asyncio.Protocol):
     async def _answer_queue(self) -> None:
         try:
             while self.queue:
+                if self._can_write is not None and not await self._drained():
+                    return  # one answer at a time beyond what the client has taken
                 req, keep = self.queue.popleft()
                 if self._refusal is not None and not req.target:  # queued behind pipelined requests
                     self._write_head(self._refusal, False, True)
