@@ -4,12 +4,52 @@ matplotlib is there)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def csv_arg(kind: type, allowed: tuple[str, ...] | None = None) -> Callable[[str], list[Any]]:
+    """An argparse type for a comma-separated list of `kind`, from `allowed` if given."""
+
+    def parse(text: str) -> list[Any]:
+        items = [kind(x.strip()) for x in text.split(",") if x.strip()]
+        if allowed:
+            bad = [x for x in items if x not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
+        return items
+
+    return parse
+
+
+def gist(e: Exception) -> str:
+    """First and last line of an error that may carry a log tail or a traceback."""
+    lines = [x.strip(" |+-") for x in str(e).splitlines() if x.strip(" |+-^")]
+    return lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "")
+
+
+def add_common_args(p: argparse.ArgumentParser, what: str, packages: str, start_timeout: float) -> None:
+    """The options every runner has: --start-timeout, --no-install, --out, --keep."""
+    p.add_argument("--start-timeout", type=float, default=start_timeout, help="seconds for a server to become ready")
+    p.add_argument("--no-install", action="store_true", help=f"do not apt-get install {packages}")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"where {what}.json and .png go (default {RESULTS})")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, tool output)")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a run like Ctrl-C: the measuring step's clean stop runs."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 class _Procs(Protocol):

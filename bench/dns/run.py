@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -34,11 +33,18 @@ from pathlib import Path
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from ..common import fold_notes, measure_guarded, write_results
+from ..common import (
+    add_common_args,
+    csv_arg,
+    fold_notes,
+    gist,
+    measure_guarded,
+    stop_on_sigterm,
+    write_results,
+)
 from . import dnsperf, network, peers, queries, report, system
 from .system import say
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 PEER_ADDR = {("nsd", "llns"): "127.77.90.1", ("nsd", "tlns"): "127.77.90.2"}
 PEER_ADDR |= {("knot", "llns"): "127.77.91.1", ("knot", "tlns"): "127.77.91.2"}
 GROUPS = ("llns", "tlns")
@@ -254,7 +260,7 @@ class Bench:
                             self.procs.stop(f"{kind}-{group}-{processes}")  # if it is still there
                             say(f"{kind} ({group}, {processes} process(es)) not measured: {e}")
                             self.notes.append(
-                                f"{kind} ({group} zone, {processes}-process round) not measured: {_gist(e)}"
+                                f"{kind} ({group} zone, {processes}-process round) not measured: {gist(e)}"
                             )
                             continue
                         problems = self.probe(s)
@@ -277,12 +283,6 @@ class Bench:
                 finally:
                     for s in servers:
                         self.procs.stop(f"{s.kind}-{group}-{s.requested}")
-
-
-def _gist(e: Exception) -> str:
-    """First and last line of an error that may carry a log tail or a traceback."""
-    lines = [x.strip(" |+-") for x in str(e).splitlines() if x.strip(" |+-^")]
-    return lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "")
 
 
 def _ask(addr: str, port: int, name: str, qtype: str, timeout: float = 1.0) -> DNSRecord | None:
@@ -312,27 +312,17 @@ def _machine_busy() -> float:
     return (sum(fields[:8]) - idle) / system.CLK_TCK
 
 
-def _csv(kind: type, allowed: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> list[object]:
-        items = [kind(x) for x in text.split(",") if x]
-        if allowed:
-            bad = [x for x in items if x not in allowed]
-            if bad:
-                raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
-        return items
-
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
     root = os.geteuid() == 0
     p = argparse.ArgumentParser(prog="python -m bench.dns.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=10.0, help="length of each measured dnsperf run (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured dnsperf run before each (default 2)")
-    p.add_argument("--processes", type=_csv(int), default=[1, 2], help="server process counts (default 1,2)")
-    p.add_argument("--servers", type=_csv(str, SERVERS), default=list(SERVERS), help="default nsd,knot,akacdn")
-    p.add_argument("--groups", type=_csv(str, GROUPS), default=list(GROUPS), help="llns (g zone), tlns (base domain)")
-    p.add_argument("--variants", type=_csv(str, queries.VARIANTS), default=list(queries.VARIANTS), help="plain,ecs")
+    p.add_argument("--processes", type=csv_arg(int), default=[1, 2], help="server process counts (default 1,2)")
+    p.add_argument("--servers", type=csv_arg(str, SERVERS), default=list(SERVERS), help="default nsd,knot,akacdn")
+    p.add_argument(
+        "--groups", type=csv_arg(str, GROUPS), default=list(GROUPS), help="llns (g zone), tlns (base domain)"
+    )
+    p.add_argument("--variants", type=csv_arg(str, queries.VARIANTS), default=list(queries.VARIANTS), help="plain,ecs")
     p.add_argument("--repeat", type=int, default=1, help="measured runs per server, taking turns; median kept")
     p.add_argument(
         "--queries", type=int, default=queries.QUERIES_PER_FILE, help="queries per file, dnsperf loops over it (50000)"
@@ -342,20 +332,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--outstanding", type=int, default=200, help="dnsperf -q: queries in flight (default 200)")
     p.add_argument("--no-percentiles", action="store_true", help="skip dnsperf -v (no p50/p99 latency)")
     p.add_argument("--port", type=int, default=53 if root else 5300, help="DNS port (default 53 as root, else 5300)")
-    p.add_argument("--start-timeout", type=float, default=60.0, help="seconds for a server to become ready")
-    p.add_argument("--no-install", action="store_true", help="do not apt-get install dnsperf/nsd/knot")
-    p.add_argument("--out", type=Path, default=RESULTS, help=f"where dns.json and dns.png go (default {RESULTS})")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, dnsperf output)")
+    add_common_args(p, "dns", "dnsperf/nsd/knot", 60.0)
     return p
-
-
-def _sigterm(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    stop_on_sigterm()
     if not args.no_install:
         system.install_debs()
     missing = [b for b in ("dnsperf", "nsd", "knotd") if not shutil.which(b)]

@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -38,11 +37,18 @@ from pathlib import Path
 
 from bench.dns.run import _machine_busy
 
-from ..common import fold_notes, measure_guarded, write_results
+from ..common import (
+    add_common_args,
+    csv_arg,
+    fold_notes,
+    gist,
+    measure_guarded,
+    stop_on_sigterm,
+    write_results,
+)
 from . import network, origin, peers, report, stampede, system, wrk
 from .system import say
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 CACHES = ("nginx", "varnish", "akacdn")
 ADDR = {"nginx": network.NGINX_ADDR, "varnish": network.VARNISH_ADDR, "akacdn": network.EDGE_ADDR}
 SIZES = {"1 KiB": 1024, "100 KiB": 100 * 1024}
@@ -245,7 +251,7 @@ class Bench:
                     except RuntimeError as e:
                         self.procs.stop(f"{kind}-{rnd}")
                         say(f"{kind} ({rnd} process(es)) not measured: {e}")
-                        self.notes.append(f"{kind} ({rnd}-process round) not measured: {_gist(e)}")
+                        self.notes.append(f"{kind} ({rnd}-process round) not measured: {gist(e)}")
                 for label, size in SIZES.items():
                     if label not in a.objects:
                         continue
@@ -302,31 +308,14 @@ def _get(url: str, host: str | None, timeout: float = 5.0) -> tuple[int, bytes, 
         return 0, b"", {}
 
 
-def _gist(e: Exception) -> str:
-    lines = [x.strip(" |+-") for x in str(e).splitlines() if x.strip(" |+-^")]
-    return lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "")
-
-
-def _csv(kind: type, allowed: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> list[object]:
-        items = [kind(x.strip()) for x in text.split(",") if x.strip()]
-        if allowed:
-            bad = [x for x in items if x not in allowed]
-            if bad:
-                raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
-        return items
-
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.edge.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=10.0, help="length of each measured wrk run (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured wrk run before each (default 2; 0: none)")
-    p.add_argument("--processes", type=_csv(int), default=[1, 2], help="server process counts (default 1,2)")
-    p.add_argument("--caches", type=_csv(str, CACHES), default=list(CACHES), help="default nginx,varnish,akacdn")
+    p.add_argument("--processes", type=csv_arg(int), default=[1, 2], help="server process counts (default 1,2)")
+    p.add_argument("--caches", type=csv_arg(str, CACHES), default=list(CACHES), help="default nginx,varnish,akacdn")
     p.add_argument(
-        "--objects", type=_csv(str, tuple(SIZES)), default=list(SIZES), help="'1 KiB','100 KiB' (default both)"
+        "--objects", type=csv_arg(str, tuple(SIZES)), default=list(SIZES), help="'1 KiB','100 KiB' (default both)"
     )
     p.add_argument("--repeat", type=int, default=1, help="measured runs per cache, taking turns; median kept")
     p.add_argument("--connections", type=int, default=50, help="wrk -c: open connections (default 50)")
@@ -334,20 +323,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=200, help="stampede clients (default 200; 0: no stampede)")
     p.add_argument("--stampede-size", type=int, default=100 * 1024, help="stampede object bytes (default 102400)")
     p.add_argument("--cold-delay", type=float, default=0.2, help="origin delay on a cold object, s (default 0.2)")
-    p.add_argument("--start-timeout", type=float, default=30.0, help="seconds for a server to become ready")
-    p.add_argument("--no-install", action="store_true", help="do not apt-get install nginx/varnish/wrk")
-    p.add_argument("--out", type=Path, default=RESULTS, help=f"where edge.json and edge.png go (default {RESULTS})")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, wrk output)")
+    add_common_args(p, "edge", "nginx/varnish/wrk", 30.0)
     return p
-
-
-def _sigterm(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    stop_on_sigterm()
     if not args.no_install:
         system.install()
     missing = [b for b in system.BINARIES if not shutil.which(b)]

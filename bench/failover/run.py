@@ -43,7 +43,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -53,12 +52,11 @@ from typing import Any
 from bench.dns.run import _machine_busy
 from bench.dns.system import _first_line, install_debs, machine_info
 
-from ..common import measure_guarded, write_results
+from ..common import add_common_args, measure_guarded, stop_on_sigterm, write_results
 from . import analysis, lab, report
 from .analysis import Answer
 from .lab import BUDDY, MACHINE_ID, VICTIM, Lab
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 SYSTEMS = ("akacdn", "keepalived")
 PROBE = Path(__file__).resolve().parent / "probe.py"
 STEADY_ANSWERS = 20  # answers in a row from the owner: "it serves steadily" (~0.2 s at 10 ms)
@@ -397,15 +395,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--outage-timeout", type=float, default=10.0, help="give up on a takeover after (default 10 s)")
     p.add_argument("--return-timeout", type=float, default=60.0, help="give up on a return after (default 60 s)")
-    p.add_argument("--start-timeout", type=float, default=60.0, help="seconds for the daemons to come up")
-    p.add_argument("--out", type=Path, default=RESULTS, help=f"where failover.json/.png go (default {RESULTS})")
-    p.add_argument("--no-install", action="store_true", help="do not apt-get install keepalived/stress-ng")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, probe output)")
+    add_common_args(p, "failover", "keepalived/stress-ng", 60.0)
     return p
-
-
-def _sigterm(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 def versions() -> dict[str, str]:
@@ -434,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"bench-failover: not installed: {' '.join(missing)} (Debian: keepalived stress-ng)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _sigterm)
+    stop_on_sigterm()
     tmp = Path(tempfile.mkdtemp(prefix="akacdn-bench-failover-"))
     bench = Bench(args, tmp)
     started = time.time()
