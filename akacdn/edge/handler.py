@@ -34,7 +34,7 @@ from .fetch import Fetcher, OriginError, OriginResponse
 from .fields import Headers
 from .hit import Prepared
 from .message import Body, BodyStream, FileBody, Request, Response
-from .misslock import Held, MissLocks
+from .misslock import Hold, MissLocks
 from .report import SerialCounts
 from .rfc9111 import (
     Action,
@@ -105,7 +105,7 @@ class Handler:
         self._background: set[asyncio.Task[None]] = set()
         self._hit = self.requests.labels("hit")
         self.locks: MissLocks | None = None  # `[edge] workers` > 1: misses meet across processes
-        self._gates: dict[Key, asyncio.Future[None]] = {}
+        self._holds: dict[Key, Hold] = {}
         self._plain: dict[str, tuple[Customer, Key, str] | None] = {}  # Host + target -> key
         self._plain_of: CustomerIndex | None = None
 
@@ -243,7 +243,7 @@ class Handler:
         host: str | None,
         target: str,
         again: bool = False,
-        held: Held | None = None,
+        held: Hold | None = None,
     ) -> Response:
         if found is None:
             text = f"akacdn: no customer is configured for host {(host or '')!r}\n"
@@ -289,24 +289,25 @@ class Handler:
     async def _miss_across_workers(
         self, req: Request, found: tuple[Customer, bool], host: str | None, target: str, key: Key
     ) -> Response:
-        """A miss with `[edge] workers` > 1: one request per process takes the key's miss
-        lock (`misslock`); the others here wait for it, then all look again (on disk, for
-        what another worker stored) and collapse into this process's fetch if still missing."""
+        """A miss with `[edge] workers` > 1: the key's first miss in this process takes its
+        miss lock (`misslock.Hold`), looks again (on disk, for what another worker stored) and
+        fetches if still missing, holding the lock until the object is stored. The others
+        here join that fetch while it streams, or wait for the hold to end and look again."""
         assert self.locks is not None
-        gate = self._gates.get(key)
-        if gate is not None:
-            await asyncio.shield(gate)
+        hold = self._holds.get(key)
+        if hold is not None:  # this process already misses the key: never touch its lock
+            await asyncio.shield(hold.decided)
+            if not hold.joinable:  # nothing to collapse into: wait until it is stored
+                await asyncio.shield(hold.released)
             return await self._handle(req, found, host, target, again=True)
-        gate = self._gates[key] = asyncio.get_running_loop().create_future()
-        held = None
+        hold = self._holds[key] = Hold(lambda: self._holds.pop(key, None) if self._holds.get(key) is hold else None)
         try:
-            held = await self.locks.acquire(key)
-            return await self._handle(req, found, host, target, again=True, held=held)
+            await self.locks.acquire(key, hold)
+            return await self._handle(req, found, host, target, again=True, held=hold)
         finally:
-            gate.set_result(None)
-            del self._gates[key]
-            if held is not None and not held.passed:
-                held.release()
+            if not hold.passed:
+                hold.release()
+            hold.decide()
 
     async def _fetch(
         self,
@@ -319,7 +320,7 @@ class Handler:
         fwd: str,
         variants: list[Variant],
         stale: tuple[Variant, Reuse] | None,
-        held: Held | None = None,
+        held: Hold | None = None,
     ) -> Response:
         """Ask the origin (conditionally when a stored variant needs revalidation)."""
         ask = list(headers)
@@ -368,7 +369,7 @@ class Handler:
         fwd: str,
         got: OriginResponse,
         collapsed: bool,
-        held: Held | None = None,
+        held: Hold | None = None,
     ) -> Response:
         """Answer from a fresh origin response, streaming its body as it arrives; the one who
         fetched it (not those collapsed into its request) stores it once it is whole."""
@@ -382,7 +383,8 @@ class Handler:
         if verdict.ok and not collapsed:
             self._keep_when_whole(key, Variant(variant_key(got.headers, headers), entry, b""), got, held)
             if held is not None:
-                held.passed = True
+                held.passed = held.joinable = True  # misses here join the stream until it is whole
+                got.body.when_done(lambda: setattr(held, "joinable", False))
         elif not collapsed:
             got.forget()  # nothing to share with later misses
             if held is not None:
@@ -403,7 +405,7 @@ class Handler:
         set_field(resp, "Cache-Status", cs.value())
         return resp
 
-    def _keep_when_whole(self, key: Key, new: Variant, got: OriginResponse, held: Held | None) -> None:
+    def _keep_when_whole(self, key: Key, new: Variant, got: OriginResponse, held: Hold | None) -> None:
         """Store a variant once its body has arrived whole (never a broken one); then other
         workers waiting for the key's miss lock find it on disk."""
 

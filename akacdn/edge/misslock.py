@@ -8,8 +8,8 @@ nginx's `proxy_cache_lock`, the wait is bounded (`WAIT`): past it the waiter fet
 
 The locks are POSIX record locks on one byte each of one file (`BUCKETS` bytes, the
 key's hash picks the byte): no file per key, and the kernel drops a dead worker's locks.
-Record locks belong to the process, so the handler keeps one waiter per key per process
-(`Handler._gates`) and lets the others collapse behind it. Two keys sharing a byte only
+Record locks belong to the process, so one miss per key per process holds it (`Hold`)
+and the others in that process wait behind the hold or join its fetch. Two keys sharing a byte only
 wait for each other a little longer.
 """
 
@@ -19,32 +19,56 @@ import asyncio
 import fcntl
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+from prometheus_client import Counter
 
 BUCKETS = 65536
 WAIT = 10.0  # seconds a miss waits for another worker's fetch of the same key
 POLL = 0.005
 
 
-class Held:
-    """A taken lock (or none, when the wait timed out); release is idempotent."""
+class Hold:
+    """This process's hold on one key's miss lock: taken by the key's first miss here and kept
+    until the fetched object is stored (or that miss ends without fetching). The other misses
+    for the key in this process never touch the lock (record locks belong to the process, so
+    theirs would be the same lock, and their unlock would free it mid-fetch): they wait until
+    the first has its answer (`decided`), then join its fetch while the body streams
+    (`joinable`), or else wait until the hold is released, then look again."""
 
-    def __init__(self, locks: MissLocks | None, bucket: int) -> None:
-        self._locks, self._bucket = locks, bucket
+    def __init__(self, on_release: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self.decided: asyncio.Future[None] = loop.create_future()
+        self.released: asyncio.Future[None] = loop.create_future()
         self.passed = False  # handed to whoever releases it once the object is stored
+        self.joinable = False  # its fetch is streaming: other misses here may collapse into it
+        self._unlock: Callable[[], None] | None = None
+        self._on_release = on_release
+
+    def decide(self) -> None:
+        if not self.decided.done():
+            self.decided.set_result(None)
 
     def release(self) -> None:
-        if self._locks is not None:
-            self._locks.unlock(self._bucket)
-            self._locks = None
+        """Free the lock (if it was taken; a timed-out wait holds none); idempotent."""
+        if self.released.done():
+            return
+        if self._unlock is not None:
+            self._unlock()
+            self._unlock = None
+        self.joinable = False
+        self.decide()
+        self.released.set_result(None)
+        self._on_release()
 
 
 class MissLocks:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, waits: Counter, timeouts: Counter) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(root / ".misslocks", os.O_RDWR | os.O_CREAT, 0o600)
-        self.waited = 0  # acquisitions that had to wait for another worker
-        self.timeouts = 0
+        self.waits = waits  # misses that had to wait for another worker's fetch
+        self.timeouts = timeouts  # ... and waited in vain (then fetched themselves)
 
     @staticmethod
     def bucket(key: tuple[str, str]) -> int:
@@ -61,20 +85,22 @@ class MissLocks:
     def unlock(self, bucket: int) -> None:
         fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, bucket)
 
-    async def acquire(self, key: tuple[str, str]) -> Held:
-        """Take the key's lock, waiting (polling, bounded) while another worker holds it."""
+    async def acquire(self, key: tuple[str, str], hold: Hold) -> None:
+        """Take the key's lock for `hold`, waiting (polling, bounded) while another worker
+        holds it; past the bound the hold goes on without it."""
         bucket = self.bucket(key)
         if self._try(bucket):
-            return Held(self, bucket)
-        self.waited += 1
+            hold._unlock = lambda: self.unlock(bucket)
+            return
+        self.waits.inc()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT
         while loop.time() < deadline:
             await asyncio.sleep(POLL)
             if self._try(bucket):
-                return Held(self, bucket)
-        self.timeouts += 1
-        return Held(None, bucket)
+                hold._unlock = lambda: self.unlock(bucket)
+                return
+        self.timeouts.inc()
 
     def close(self) -> None:
         os.close(self._fd)

@@ -53,7 +53,9 @@ class Edge:
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
         if rt.net.edge.workers > 1:  # the disk tier and the misses are shared with the workers
             self.store.disk.shared = True
-            self.handler.locks = MissLocks(rt.state_dir / "cache")
+            waits = rt.counter("akacdn_edge_miss_lock_waits", "Misses that waited for another worker's fetch")
+            timeouts = rt.counter("akacdn_edge_miss_lock_timeouts", "Miss-lock waits that gave up and fetched")
+            self.handler.locks = MissLocks(rt.state_dir / "cache", waits, timeouts)
         self.objects = rt.gauge("akacdn_edge_cache_objects", "Keys in the memory store")
         self.bytes = rt.gauge("akacdn_edge_cache_bytes", "Bytes in the memory store")
         self.disk_objects = rt.gauge("akacdn_edge_disk_objects", "Keys in the disk store")

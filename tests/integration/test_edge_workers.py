@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import tomllib
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import pytest
 
 from .conftest import Proc, poll
 from .semantics_origin import BIG
-from .test_edge_semantics import HOST, Sem, start_sem
+from .test_edge_semantics import HOST, Sem, _read_until, start_sem
 
 
 @pytest.fixture
@@ -74,6 +75,44 @@ def test_a_stampede_over_two_workers_makes_one_origin_request(sem2: Sem) -> None
     # /metrics on the parent adds up both processes (workers report once a second)
     ok = poll(lambda: metric(sem2, "akacdn_edge_requests_total") >= 200, 10, every=0.2)
     assert ok, f"requests counted over both processes: {metric(sem2, 'akacdn_edge_requests_total')}"
+
+
+def test_misses_that_join_a_streaming_fetch_do_not_let_the_other_worker_fetch_again(sem2: Sem) -> None:
+    """A miss holds the key's lock across processes until the object is stored, not until its
+    answer starts: misses arriving in the fetching process while the body streams join it and
+    leave the lock alone, so the other process keeps waiting and finds the stored object."""
+    from .semantics_origin import GATED
+
+    request = f"GET /gated HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    enough = lambda b: b"\r\n\r\n" in b and len(b.split(b"\r\n\r\n", 1)[1]) >= 64 * 1024  # noqa: E731
+    first = socket.create_connection((sem2.edge, sem2.lay.http_port), timeout=10)
+    wave: list[socket.socket] = []
+    try:
+        first.sendall(request)
+        streamed = _read_until(first, b"", enough)
+        assert streamed.startswith(b"HTTP/1.1 200"), streamed[:200]
+        # 20 more misses on fresh connections: the kernel spreads them over both processes
+        wave = [socket.create_connection((sem2.edge, sem2.lay.http_port), timeout=10) for _ in range(20)]
+        for s in wave:
+            s.sendall(request)
+        # some joined the stream in the fetching process; the other process is waiting for the lock
+        joined = poll(lambda: bool(select.select(wave, [], [], 0)[0]), 10, every=0.02)
+        assert joined, "a miss in the fetching process joined its stream"
+        ok = poll(lambda: metric(sem2, "akacdn_edge_miss_lock_waits_total") >= 1, 10, every=0.1)
+        assert ok, "a miss in the other process waits for the fetching one"
+        assert sem2.count("/gated") == 1, "the other process did not fetch while the body streamed"
+        sem2.control("release")
+        for s in [first, *wave]:
+            got = _read_until(
+                s,
+                b"" if s is not first else streamed,
+                lambda b: enough(b) and len(b.split(b"\r\n\r\n", 1)[1]) >= len(GATED),
+            )
+            assert got.split(b"\r\n\r\n", 1)[1] == GATED
+    finally:
+        for s in [first, *wave]:
+            s.close()
+    assert sem2.count("/gated") == 1, "one origin request over both processes"
 
 
 def test_a_purge_reaches_every_worker(sem2: Sem) -> None:
