@@ -51,9 +51,8 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
         return _fail(f"{args.config}: no machine {args.machine!r}")
     if role == "agent" and not machine.host_address:
         return _fail(f"machine {machine.id!r} has no host_address: it takes no part in IP takeover")
-    if role == "agent" and machine.role != "edge":
-        # the nameservers do not answer on their peers' addresses yet
-        return _fail(f"machine {machine.id!r} is a {machine.role}: IP takeover is for edge machines")
+    if role == "agent" and machine.role not in ("edge", "llns"):
+        return _fail(f"machine {machine.id!r} is a {machine.role}: IP takeover is for edge and LLNS machines")
     if machine.role != role and role != "agent":
         return _fail(f"machine {machine.id!r} has role {machine.role!r}, not {role!r}")
     if args.check_config:

@@ -219,6 +219,13 @@ class Network(msgspec.Struct, frozen=True):
         (those with a host_address), in configured order: the buddy order."""
         return [m for m in self.machines if m.region == machine.region and m.role == machine.role and m.host_address]
 
+    def service_addresses(self, machine: Machine) -> list[str]:
+        """Where `machine`'s service answers: its address and, with IP takeover, its region
+        peers' addresses too, which its agent may take over (bound with IP_FREEBIND)."""
+        if not machine.host_address:
+            return [machine.address]
+        return [machine.address, *(p.address for p in self.region_peers(machine) if p.id != machine.id)]
+
     def state_path(self, machine_id: str) -> Path:
         return Path(self.state_dir) / machine_id
 

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from ..runtime import Runtime
+from ..sockets import bound
 from .fastpath import AnswerCache, bucket_of
 from .rrl import DROP, SEND, RateLimiter, rrl_key, truncated
 from .udp import BATCH as UDP_BATCH
@@ -77,8 +78,7 @@ class DnsServer:
         rt.registry.register(self.stats)
         self.tcp_refused = rt.counter("akacdn_dns_tcp_refused", "TCP connections over the limit")
         self._tcp_open = 0
-        self._sock: socket.socket | None = None
-        self._batch: UdpBatch | None = None
+        self._udp: list[socket.socket] = []
         self._second = 0
         self.rrl: RateLimiter | None = None
         self.configure()
@@ -125,23 +125,21 @@ class DnsServer:
         return out
 
     # UDP ------------------------------------------------------------------------------
-    def _readable(self) -> None:
+    def _readable(self, sock: socket.socket, batch: UdpBatch | None) -> None:
         """The socket has queries: serve a bounded number of batches, then yield."""
         self._second = int(time.monotonic())
         direct = self.rrl is None
         entries = self.cache.entries
-        if self._batch is not None:
+        if batch is not None:
             hits = 0
             for _ in range(BATCHES_PER_WAKEUP):
-                n, h = self._batch.serve(entries, self.udp_query, direct)
+                n, h = batch.serve(entries, self.udp_query, direct)
                 hits += h
                 if n < UDP_BATCH:
                     break
             if hits:
                 self.stats.replies[("cached", "udp")] += hits
             return
-        sock = self._sock
-        assert sock is not None
         for _ in range(BATCHES_PER_WAKEUP * UDP_BATCH):
             try:
                 data, addr = sock.recvfrom(MAX_UDP_QUERY)
@@ -157,35 +155,31 @@ class DnsServer:
                 except OSError as e:
                     self.stats.errors[type(e).__name__] += 1
 
-    def _bind_udp(self, reuse_port: bool) -> socket.socket:
-        addr = self.rt.machine.address
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 2**20)
-        sock.bind((addr, self.rt.net.ports.dns))
-        sock.setblocking(False)
-        return sock
-
     async def serve(self) -> None:
-        """Listen on UDP and TCP at the machine's address until cancelled."""
+        """Listen on UDP and TCP at our addresses until cancelled."""
         loop = asyncio.get_running_loop()
-        addr, port = self.rt.machine.address, self.rt.net.ports.dns
-        reuse = self.rt.net.dns.workers > 1
-        self._sock = self._bind_udp(reuse)
-        if UdpBatch.available() and not self.rt.net.dns.portable_udp:
-            self._batch = UdpBatch(self._sock)
-        loop.add_reader(self._sock.fileno(), self._readable)
-        tcp = await asyncio.start_server(self._tcp, addr, port, reuse_address=True, reuse_port=reuse or None)
-        self.rt.log.info("listening", address=addr, port=port)
-        self.rt.ready("sockets")
+        port, reuse = self.rt.net.ports.dns, self.rt.net.dns.workers > 1
+        freebind = bool(self.rt.machine.host_address)  # peers' addresses are not ours until taken
+        batched = UdpBatch.available() and not self.rt.net.dns.portable_udp
+        addresses = self.rt.net.service_addresses(self.rt.machine)
+        servers = []
         try:
-            async with tcp:
-                await asyncio.Future()
+            for addr in addresses:
+                sock = bound(addr, port, socket.SOCK_DGRAM, reuse_port=reuse, freebind=freebind, rcvbuf=4 * 2**20)
+                self._udp.append(sock)
+                loop.add_reader(sock.fileno(), self._readable, sock, UdpBatch(sock) if batched else None)
+                tcp = bound(addr, port, socket.SOCK_STREAM, reuse_port=reuse, freebind=freebind)
+                servers.append(await asyncio.start_server(self._tcp, sock=tcp))
+            self.rt.log.info("listening", addresses=addresses, port=port)
+            self.rt.ready("sockets")
+            await asyncio.Future()
         finally:
-            loop.remove_reader(self._sock.fileno())
-            self._sock.close()
+            for server in servers:
+                server.close()
+            for sock in self._udp:
+                loop.remove_reader(sock.fileno())
+                sock.close()
+            self._udp.clear()
 
     # TCP ------------------------------------------------------------------------------
     async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -23,6 +23,7 @@ import time
 
 import httptools
 
+from ..sockets import bound
 from .handler import Handler
 from .hit import NOT_PLAIN, status_line
 from .message import BodyStream, BodyStreamError, FileBody, Request, Response
@@ -36,7 +37,6 @@ IDLE_TICKS = 75  # seconds a keep-alive connection may sit idle
 HEAD_TICKS = 15  # seconds to send a whole request head
 WRITE_STALL = 60.0  # seconds a client may take nothing of an answer before it is dropped
 NO_BODY = frozenset({204, 304})
-IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
 
 class Refused(Exception):
@@ -352,25 +352,8 @@ class Http1Server:
     async def listen(self, host: str, port: int, reuse_port: bool = False, freebind: bool = False) -> None:
         """Listen on host:port; `freebind` binds before the address is on an interface (a
         service address the region agent adds, or a peer's it may take over)."""
-        loop = asyncio.get_running_loop()
-        if not freebind:
-            server = await loop.create_server(
-                self.protocol, host, port, reuse_address=True, reuse_port=reuse_port, backlog=1024
-            )
-        else:
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
-                sock.bind((host, port))
-                sock.listen(1024)
-                sock.setblocking(False)
-            except OSError:
-                sock.close()
-                raise
-            server = await loop.create_server(self.protocol, sock=sock)
+        sock = bound(host, port, socket.SOCK_STREAM, reuse_port=reuse_port, freebind=freebind)
+        server = await asyncio.get_running_loop().create_server(self.protocol, sock=sock)
         self._servers.append(server)
 
     async def sweep(self) -> None:

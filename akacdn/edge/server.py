@@ -120,12 +120,10 @@ class Edge:
     async def serve(self) -> None:
         server = Http1Server(self.handler)
         shared = self.rt.net.edge.workers > 1
-        me = self.rt.machine
-        addresses = [me.address]
-        if me.host_address:  # IP takeover: also answer on the peers' addresses our agent may take
-            addresses += [p.address for p in self.rt.net.region_peers(me) if p.id != me.id]
+        addresses = self.rt.net.service_addresses(self.rt.machine)  # IP takeover: and the peers'
         for address in addresses:
-            await server.listen(address, self.rt.net.ports.http, reuse_port=shared, freebind=bool(me.host_address))
+            freebind = bool(self.rt.machine.host_address)
+            await server.listen(address, self.rt.net.ports.http, reuse_port=shared, freebind=freebind)
         self.rt.log.info("listening", addresses=addresses, port=self.rt.net.ports.http)
         self.rt.ready("socket")
         try:

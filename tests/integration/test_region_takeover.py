@@ -35,14 +35,14 @@ _labs = itertools.count()
 class Lab(Segment):
     """The segment (bridge, machines a and b, client c) and the daemons we started."""
 
-    def __init__(self, prefix: str, directory: Path, config: Path) -> None:
-        super().__init__(prefix, NET, {"a": 11, "b": 12, "c": 50})
+    def __init__(self, prefix: str, directory: Path, config: Path, hosts: dict[str, int] | None = None) -> None:
+        super().__init__(prefix, NET, hosts or {"a": 11, "b": 12, "c": 50})
         self.dir, self.config = directory, config
         self.procs: dict[str, list[subprocess.Popen[bytes]]] = {}
 
-    def start_machine(self, ns: str, machine: str) -> None:
+    def start_machine(self, ns: str, machine: str, roles: tuple[str, ...] = ("edge", "agent")) -> None:
         procs = []
-        for role in ("edge", "agent"):
+        for role in roles:
             log = open(self.dir / f"{machine}-{role}.log", "ab")  # noqa: SIM115 -- the process keeps it
             cmd = ["ip", "netns", "exec", self.ns(ns), sys.executable, "-m", "akacdn", role]
             cmd += ["--config", str(self.config), "--machine", machine]

@@ -342,3 +342,21 @@ def test_cli_refuses_odd_length_message_key_cleanly(tmp_path: Path) -> None:
     doc["keys"]["message_key"] = "a" * 33
     r = _cli("check-config", str(_write(tmp_path, doc, BASE_CUSTOMERS)))
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_cli_runs_the_agent_only_where_ip_takeover_applies(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE_NETWORK)
+    doc["machines"][0]["host_address"] = "127.0.10.101"  # a TLNS: no region, no takeover
+    doc["machines"][3]["host_address"] = "127.0.1.101"  # the LLNS and an edge take part
+    doc["machines"][4]["host_address"] = "127.0.1.111"
+    path = _write(tmp_path, doc, BASE_CUSTOMERS)
+
+    def agent(machine: str) -> subprocess.CompletedProcess[str]:
+        return _cli("agent", "--config", str(path), "--machine", machine, "--check-config")
+
+    assert agent("r1-llns").returncode == 0, agent("r1-llns").stderr
+    assert agent("r1-e1").returncode == 0
+    r = agent("tlns1")
+    assert r.returncode == 2 and "IP takeover is for edge and LLNS machines" in r.stderr, r.stderr
+    r = agent("r2-e1")
+    assert r.returncode == 2 and "has no host_address" in r.stderr, r.stderr

@@ -1,0 +1,43 @@
+"""Listening sockets for the daemons' service addresses.
+
+With IP takeover (`host_address` set) a daemon also listens on its region peers'
+addresses, which are not on any local interface until its agent takes one over:
+IP_FREEBIND lets it bind them beforehand, so it answers the moment an address arrives.
+"""
+
+from __future__ import annotations
+
+import socket
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux; not exported by Python 3.11
+
+
+def bound(
+    host: str,
+    port: int,
+    kind: socket.SocketKind,
+    *,
+    reuse_port: bool = False,
+    freebind: bool = False,
+    rcvbuf: int = 0,
+    backlog: int = 1024,
+) -> socket.socket:
+    """A non-blocking socket bound to host:port (listening, for TCP); closed on failure."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if freebind:  # (the IPv4 option also serves IPv6 sockets)
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((host, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
