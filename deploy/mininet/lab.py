@@ -22,7 +22,8 @@ edge (``start_lab(agents=True)``) and holds and moves them (IP takeover): a mach
 ``kill`` kills its agent too, and its service address moves to a buddy. With
 ``--no-agents`` (and ``start_lab()``'s default, used by tests/lab/test_lab.py) the lab
 puts each edge's service address on its own host's interface itself
-(``Lab.add_service_addresses``) and nothing moves it.
+(``Lab.add_service_addresses``) and nothing moves it. ``--llns 2`` gives each region two
+LLNS machines, which cover each other the same way (service address = host + 100).
 
 Ready means, in this order: every daemon's management ``/readyz`` (port 9400, asked
 from inside its host; agents: port 7500) answers 200; the origin answers; (agents: every
@@ -199,12 +200,12 @@ class Lab:
 
     # ------------------------------------------------------------ the agent's step
     def add_service_addresses(self) -> None:
-        """STAND-IN FOR THE REGION AGENT: put each edge's service address on its own
-        host's interface (``ip addr replace SERVICE/24 dev rXeY-eth0``) before the edges
-        start.  Nothing moves it when the machine dies.  With ``agents`` the lab skips
+        """STAND-IN FOR THE REGION AGENT: put each service address (edges; LLNS when a
+        region has several) on its own host's interface (``ip addr replace SERVICE/24 dev
+        rXeY-eth0``) before the daemons start.  Nothing moves it when the machine dies.  With ``agents`` the lab skips
         this step: the region agent (``akacdn agent``) adds the address itself and a
         buddy's agent takes it over; once agents are the lab's default, this step goes."""
-        for m in self.network.by_role("edge"):
+        for m in self.network.machines:
             if not m.host_address:
                 continue
             plen = ipaddress.ip_network(self.net_of(m.id).prefix).prefixlen
@@ -669,6 +670,7 @@ def start_lab(
     log: Callable[..., None] = _say,
     loglevel: str = "warning",
     agents: bool = False,
+    llns_per_region: int = 1,
 ) -> Lab:
     """Build the topology, write the config, start every daemon and wait until the lab
     works end to end (see the module docstring).  On any failure everything started is
@@ -682,6 +684,7 @@ def start_lab(
         edges_per_region=edges_per_region,
         client_nets=client_nets,
         clients_per_net=clients_per_net,
+        llns_per_region=llns_per_region,
     )
     lab = None
     try:
@@ -952,6 +955,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", help="config, state and logs (default /tmp/akacdn-lab-<prefix>)")
     ap.add_argument("--regions", type=int, default=2)
     ap.add_argument("--edges", type=int, default=3, help="edges per region")
+    ap.add_argument(
+        "--llns", type=int, default=1, help="LLNS machines per region (2 or more: they cover each other by IP takeover)"
+    )
     ap.add_argument("--client-nets", type=int, default=2)
     ap.add_argument("--clients-per-net", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=90.0, help="seconds for the lab to come up")
@@ -991,6 +997,7 @@ def main(argv: list[str] | None = None) -> int:
         log=lambda *x: print(*x, flush=True),
         loglevel="info" if a.v else "warning",
         agents=a.agents,
+        llns_per_region=a.llns,
     )
     try:
         print(f"* lab up in {time.monotonic() - t0:.1f}s", flush=True)

@@ -7,7 +7,9 @@ Machines are the topology's hosts, by the same name (machine id = Mininet host n
     edge    rRe1..rRen        SERVICE address 198.18.R.(110+i); ``host_address`` is the
                               host's own interface address 198.18.R.(10+i) (the region
                               agent moves the service address between them)
-    llns    rRns1             198.18.R.2 (own host in the region's segment, no host_address)
+    llns    rRns1..rRnsn      198.18.R.(1+i) (own hosts in the region's segment); with 2 or
+                              more per region they cover each other like the edges: SERVICE
+                              address 198.18.R.(101+i), ``host_address`` 198.18.R.(1+i)
     tlns    tlns1..           198.18.100.11..
     mapper  mc1, mc2          198.18.101.11.. (an Ed25519 key pair each, like the devnet's)
     relay   relay1..          198.18.102.11..
@@ -127,7 +129,11 @@ def write_lab_config(directory: Path, topo, state_dir: Path | None = None) -> La
             edge["interface"] = f"{h.name}-eth0"
         machines.append(edge)
     for h in by_role["llns"]:
-        machines.append({"id": h.name, "role": "llns", "region": f"r{h.region}", "address": h.ip})
+        llns = {"id": h.name, "role": "llns", "region": f"r{h.region}", "address": h.ip}
+        if sum(1 for o in by_role["llns"] if o.region == h.region) > 1:  # peers to cover each other
+            llns.update(address=service_address(h.ip), host_address=h.ip)
+            cfg.service[h.name] = llns["address"]
+        machines.append(llns)
     for h in by_role["tlns"]:
         machines.append({"id": h.name, "role": "tlns", "address": h.ip})
     cfg.daemons = {m["id"]: m["role"] for m in machines}  # type: ignore[misc]
