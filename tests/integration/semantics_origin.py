@@ -10,6 +10,7 @@ headers (below) and every request is counted, so a test can tell what reached th
     POST /_kill   the process exits right after answering: the origin becomes unreachable
     GET  /huge    64 MiB, cacheable: more than the edge may hold in memory
     POST /_release  /gated sends the rest of its body (it sent the first 64 KiB and waits)
+    POST /_release-swr  /swr answers its revalidations (held until then)
 
 Routes: see `route()`; /big-slow is /big written in four pieces 50 ms apart (a body that
 arrives over time, as from any real origin).
@@ -37,7 +38,6 @@ LAST_MODIFIED_TS = 1704067200.0
 BIG = bytes(i % 251 for i in range(100 * 1024))  # /big: known bytes, for Range
 HUGE = bytes(range(256)) * (256 * 1024)  # /huge: 64 MiB, more than the edge keeps in memory
 GATED = bytes((i * 7) % 256 for i in range(1024 * 1024))  # /gated
-SWR_DELAY = 2.0  # /swr answers its revalidations this slowly: a stale answer must not wait
 
 
 def http_date(ts: float) -> str:
@@ -64,6 +64,7 @@ class Origin:
         self.statuses: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.last_headers: dict[str, dict[str, str]] = {}
         self.gate = asyncio.Event()
+        self.swr_gate = asyncio.Event()  # /swr answers its revalidations only once this is set
 
     # control ---------------------------------------------------------------------
     async def stats(self, _: web.Request) -> web.Response:
@@ -87,6 +88,8 @@ class Origin:
             self.down = False
         elif what == "release":
             self.gate.set()
+        elif what == "release-swr":
+            self.swr_gate.set()
         elif what == "kill":
             asyncio.get_running_loop().call_later(0.05, os._exit, 0)
         else:
@@ -209,8 +212,8 @@ class Origin:
         if path == "/heuristic":
             return 200, {**text, "Last-Modified": http_date(START - 86400)}, b"heuristic body\n"
         if path == "/swr":
-            if n > 1:
-                await asyncio.sleep(SWR_DELAY)
+            if n > 1:  # a stale answer must not wait for this
+                await self.swr_gate.wait()
             cc = {"Cache-Control": "max-age=1, stale-while-revalidate=30"}
             return 200, {**text, **cc}, f"swr #{n}\n".encode()
         if path == "/sie":

@@ -85,7 +85,6 @@ def test_failed_edge_leaves_the_llns_answers(lab, how: str) -> None:
     victim = lab.edge_by_service(before[0])
     dead = lab.cfg.service[victim]
     live = set(lab.services(region).values()) - {dead}
-    t0 = time.monotonic()
     fault = mnlab.fail_machine(lab, victim, how)
     assert fault in lab.faults and fault.machines == (victim,)
 
@@ -94,8 +93,6 @@ def test_failed_edge_leaves_the_llns_answers(lab, how: str) -> None:
         return got if all(len(a) == 2 and set(a) <= live for a in got.values()) else None
 
     poll(f"LLNS answers without {victim} ({dead})", dropped, timeout=15)
-    took = time.monotonic() - t0
-    assert took < 10, f"dropped after {took:.1f}s"
     if how == "link":
         assert curl_code(lab, lab.client_host(c), dead, timeout=1) == 0
     mnlab.restore_machine(lab, victim, timeout=20)
