@@ -7,7 +7,8 @@ and CRC-32), then the bodies. The index (key -> file, size, last use) is rebuilt
 headers alone; a file whose header does not decode or whose size disagrees with it is
 deleted and counted, and a body whose CRC does not match is deleted and counted when
 read: a damaged object is never served. The byte budget evicts least recently used
-files first.
+files first; the bytes are counted by `diskusage.Usage`, once for all the worker processes
+that share the directory.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import msgspec
 
+from .diskusage import Usage
 from .message import BodyStreamError, FileBody
 from .rfc9111 import Entry, VaryKey
 from .store import Variant
@@ -60,18 +62,38 @@ def _crc(body: bytes | FileBody) -> int:
     return zlib.crc32(body)
 
 
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process writing a temporary file (`.<name>.<pid>.<thread>`) still runs."""
+    parts = tmp.name.split(".")
+    try:
+        pid = int(parts[2]) if len(parts) == 4 else 0
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
 def _name(key: Key) -> str:
     return hashlib.sha256(f"{key[0]}\0{key[1]}".encode()).hexdigest()
 
 
 class DiskStore:
-    def __init__(self, root: Path, budget: int) -> None:
+    def __init__(self, root: Path, budget: int, shared: bool = False) -> None:
         self.root = root
         self.budget = budget
-        self.used = 0
         self.dropped = 0  # damaged files deleted
-        self.shared = False  # other processes write here too (`[edge] workers` > 1)
+        self.shared = shared  # other processes write here too (`[edge] workers` > 1)
+        self.usage = Usage(root, shared)
         self._index: OrderedDict[Key, tuple[Path, int]] = OrderedDict()
+
+    @property
+    def used(self) -> int:
+        """Bytes of object files in the directory (all processes' when shared)."""
+        return self.usage.total
 
     def _path(self, key: Key) -> Path:
         name = _name(key)
@@ -83,21 +105,24 @@ class DiskStore:
         found: list[tuple[float, Key, Path, int]] = []
         for path in self.root.glob("*/*"):
             if path.name.startswith("."):
-                path.unlink(missing_ok=True)  # a write that never finished
+                if not _writer_alive(path):
+                    path.unlink(missing_ok=True)  # a write that never finished
                 continue
             header = self._read_header(path)
             if header is None:
                 continue
-            found.append((path.stat().st_atime, header.key, path, path.stat().st_size))
+            st = path.stat()
+            found.append((st.st_atime, header.key, path, st.st_size))
         for _, key, path, size in sorted(found):
             self._index[key] = (path, size)
-            self.used += size
+        with self.usage.locked():
+            self.usage.recount(p for p in self.root.glob("*/*") if not p.name.startswith("."))
         self._evict()
         return len(self._index)
 
     def _drop(self, path: Path) -> None:
         self.dropped += 1
-        path.unlink(missing_ok=True)
+        self.usage.unlink(path)
 
     def _read_header(self, path: Path) -> _Header | None:
         try:
@@ -125,10 +150,9 @@ class DiskStore:
             try:  # another worker process may have stored it since this one built its index
                 path = self._path(key)
                 entry = self._index[key] = (path, path.stat().st_size)
-                self.used += entry[1]
             except OSError:
                 return None
-        path, size = entry
+        path, _ = entry
         f = None
         try:
             f = open(path, "rb")  # noqa: SIM115 -- a large body's FileBody keeps it open
@@ -150,11 +174,13 @@ class DiskStore:
                 at += part.length
             if not kept:
                 f.close()
+        except FileNotFoundError:  # evicted or purged by another worker process: not damage
+            del self._index[key]
+            return None
         except (OSError, ValueError, struct.error, msgspec.DecodeError, msgspec.ValidationError):
             if f is not None:
                 f.close()
             del self._index[key]
-            self.used -= size
             self._drop(path)
             return None
         self._index.move_to_end(key)
@@ -189,7 +215,7 @@ class DiskStore:
                         f.write(v.body)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            self.usage.replace(tmp, path)
         except BodyStreamError as e:  # a spool that does not read back as it was written
             tmp.unlink(missing_ok=True)
             raise OSError(str(e)) from None
@@ -199,18 +225,15 @@ class DiskStore:
         return path, 8 + len(header) + total
 
     def add(self, key: Key, path: Path, size: int) -> None:
-        """Index a file `write` wrote, then evict to the budget."""
-        self.delete(key, unlink=False)
+        """Index a file `write` wrote (and counted), then evict to the budget."""
+        self._index.pop(key, None)
         self._index[key] = (path, size)
-        self.used += size
-        self._evict()
+        self._evict(spare=key)
 
-    def delete(self, key: Key, unlink: bool = True) -> None:
+    def delete(self, key: Key) -> None:
         entry = self._index.pop(key, None)
         if entry is not None:
-            self.used -= entry[1]
-            if unlink:
-                entry[0].unlink(missing_ok=True)
+            self.usage.unlink(entry[0])
 
     def delete_where(self, match: Callable[[Key], bool]) -> list[Key]:
         """Remove every object whose key matches; returns their keys."""
@@ -219,11 +242,22 @@ class DiskStore:
             self.delete(k)
         return doomed
 
-    def _evict(self) -> None:
-        while self.used > self.budget and self._index:
-            _, (path, size) = self._index.popitem(last=False)
-            self.used -= size
-            path.unlink(missing_ok=True)
+    def _evict(self, spare: Key | None = None) -> None:
+        """Delete least recently used files (of those this process knows) until the
+        directory is within the budget; never `spare`, the object just stored (while other
+        processes hold the rest, they evict at their next store)."""
+        if self.usage.total <= self.budget:
+            return
+        with self.usage.locked():
+            while self.usage.total > self.budget and self._index:
+                key, (path, _) = next(iter(self._index.items()))
+                if key == spare:
+                    if len(self._index) == 1:
+                        break
+                    self._index.move_to_end(key)
+                    continue
+                del self._index[key]
+                self.usage.unlink_locked(path)
 
     def __len__(self) -> int:
         return len(self._index)

@@ -51,8 +51,7 @@ class Edge:
         self.via = f"1.1 {rt.machine.id} (akacdn)"
         self.fetcher = Fetcher(self.via, rt.state_dir / "cache")
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
-        if rt.net.edge.workers > 1:  # the disk tier and the misses are shared with the workers
-            self.store.disk.shared = True
+        if rt.net.edge.workers > 1:  # the misses are shared with the workers (the disk tier too)
             waits = rt.counter("akacdn_edge_miss_lock_waits", "Misses that waited for another worker's fetch")
             timeouts = rt.counter("akacdn_edge_miss_lock_timeouts", "Miss-lock waits that gave up and fetched")
             self.handler.locks = MissLocks(rt.state_dir / "cache", waits, timeouts)
@@ -60,6 +59,9 @@ class Edge:
         self.bytes = rt.gauge("akacdn_edge_cache_bytes", "Bytes in the memory store")
         self.disk_objects = rt.gauge("akacdn_edge_disk_objects", "Keys in the disk store")
         self.disk_dropped = rt.gauge("akacdn_edge_disk_dropped", "Damaged store files deleted since start")
+        # one count for the whole shared directory: the parent reports it, workers leave it 0
+        self.disk_bytes = rt.gauge("akacdn_edge_disk_bytes", "Bytes of objects in the disk store")
+        self.reports_disk_bytes = True
         self.seen = Seen()
         self.publish: Callable[[str, bytes], None] | None = None
         self.to_workers: Callable[[bytes, bytes], object] | None = None  # `[edge] workers` > 1
@@ -78,6 +80,8 @@ class Edge:
         self.bytes.set(self.store.memory.used)
         self.disk_objects.set(len(self.store.disk))
         self.disk_dropped.set(self.store.disk.dropped)
+        if self.reports_disk_bytes:
+            self.disk_bytes.set(self.store.disk.used)
 
     # purges ------------------------------------------------------------------------
     def apply_purge(self, purge: Purge, source: str) -> int:
@@ -198,6 +202,7 @@ async def worker_main(rt: Runtime, link: Link) -> None:
     """An edge worker process: serves HTTP on the shared port; purges and reloads come
     from the parent, its counters go to it every second."""
     edge = Edge(rt)
+    edge.reports_disk_bytes = False
     await link.open()
     await edge.fetcher.start()
 

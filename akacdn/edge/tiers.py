@@ -15,7 +15,8 @@ class TieredStore:
         self.rt = rt
         # each worker process has its own memory tier: the budget is split between them
         self.memory = MemoryStore(budget=rt.net.edge.memory_bytes // rt.net.edge.workers)
-        self.disk = DiskStore(rt.state_dir / "cache", rt.net.edge.disk_bytes)
+        # the worker processes share the disk tier (and its budget)
+        self.disk = DiskStore(rt.state_dir / "cache", rt.net.edge.disk_bytes, shared=rt.net.edge.workers > 1)
         rt.record("cache_loaded", objects=self.disk.load(), dropped=self.disk.dropped)
         self.disk_errors = rt.counter("akacdn_edge_disk_errors", "Disk store writes that failed")
 

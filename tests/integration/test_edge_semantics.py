@@ -184,13 +184,13 @@ def _wait_ready(url: str, proc: Proc, what: str, timeout: float = 20.0) -> None:
         pytest.fail(f"{what} not ready at {url} (exit code {proc.popen.poll()}):\n{proc.text()[-3000:]}")
 
 
-def start_sem(tmp_path: Path, net: int, procs: Callable[..., Proc], workers: int = 1) -> Sem:
+def start_sem(tmp_path: Path, net: int, procs: Callable[..., Proc], workers: int = 1, disk_bytes: int = 0) -> Sem:
     """A semantics origin and one edge (with `workers` processes) in front of it, on fresh
     state; the procs fixture stops both, also when the test failed."""
     lay = Layout(net=net, dns_port=53, http_port=8080)
     config = write_config(tmp_path / "net", lay)
-    if workers > 1:
-        config.write_text(config.read_text() + f"\n[edge]\nworkers = {workers}\n")
+    edge = f"workers = {workers}\n" + (f"disk_bytes = {disk_bytes}\n" if disk_bytes else "")
+    config.write_text(config.read_text() + f"\n[edge]\n{edge}")
     customers = {
         "customers": [
             {

@@ -137,3 +137,21 @@ def test_a_purge_reaches_every_worker(sem2: Sem) -> None:
     after = fresh_connection_gets(sem2, "/fresh", 40)
     assert {h["x-origin-response"] for _, h, _ in after} == {"2"}, "no process serves the purged copy"
     assert sem2.count("/fresh") == 2
+
+
+def test_the_workers_keep_one_disk_budget_between_them(tmp_path: Path, procs: Callable[..., Proc]) -> None:
+    """40 different 100 KiB objects over both processes, a disk budget of 1 MiB: the shared
+    directory stays within it (one count for both processes, not a budget each)."""
+    from .conftest import _nets
+
+    sem = start_sem(tmp_path, next(_nets), procs, workers=2, disk_bytes=2**20)
+    assert len(served_by_workers(sem)) == 2
+    for i in range(40):
+        results = fresh_connection_gets(sem, f"/big?n={i}", 4)
+        assert [s for s, _, _ in results] == [200] * 4 and all(b == BIG for _, _, b in results)
+    cache = sem.edge_proc.log.parent / "net" / "state" / "r1-e1" / "cache"
+    objects = [p for p in cache.glob("*/*") if not p.name.startswith(".")]
+    on_disk = sum(p.stat().st_size for p in objects)
+    assert 2**20 // 2 < on_disk <= 2**20, f"{on_disk} bytes in {len(objects)} files for a 1 MiB budget"
+    ok = poll(lambda: metric(sem, "akacdn_edge_disk_bytes") == on_disk, 10, every=0.2)
+    assert ok, f"/metrics: {metric(sem, 'akacdn_edge_disk_bytes')} disk bytes, {on_disk} on disk"

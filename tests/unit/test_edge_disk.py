@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from akacdn.edge.disk import DiskStore
@@ -56,11 +57,12 @@ def test_a_damaged_body_is_dropped_when_read(tmp_path: Path) -> None:
 
 def test_leftover_temporary_files_and_garbage_are_removed(tmp_path: Path) -> None:
     (tmp_path / "ab").mkdir(parents=True)
-    (tmp_path / "ab" / ".abc.123").write_bytes(b"half a write")
+    (tmp_path / "ab" / ".abc.999999999.1").write_bytes(b"half a write of a process that is gone")
+    (tmp_path / "ab" / f".abd.{os.getppid()}.1").write_bytes(b"being written by a live process")
     (tmp_path / "ab" / "abcdef").write_bytes(b"not ours")
     d = DiskStore(tmp_path, budget=10**6)
     assert d.load() == 0 and d.dropped == 1
-    assert files(tmp_path) == []
+    assert files(tmp_path) == [tmp_path / "ab" / f".abd.{os.getppid()}.1"], "a live writer's file stays"
 
 
 def test_budget_evicts_least_recently_used(tmp_path: Path) -> None:
@@ -89,3 +91,29 @@ def test_second_request_admission_keeps_one_hit_wonders_out() -> None:
     for p in ("/b", "/c", "/d"):
         gate.admit(("c", p))
     assert not gate.admit(("c", "/b"))  # forgotten: the once-seen list is bounded
+
+
+def test_worker_processes_sharing_the_directory_keep_one_budget_between_them(tmp_path: Path) -> None:
+    """Two stores on one directory (as `[edge] workers = 2`): the bytes are counted once
+    for both, so together they stay within the budget; an object one of them evicted is a
+    plain miss for the other, not damage."""
+    probe = DiskStore(tmp_path / "probe", budget=10**6)
+    probe.load()
+    probe.put(("demo", "/x0"), obj(b"x" * 150))
+    one = probe.used  # the size of each object below
+    a = DiskStore(tmp_path / "store", budget=one * 4, shared=True)
+    b = DiskStore(tmp_path / "store", budget=one * 4, shared=True)
+    a.load(), b.load()
+    for i in range(3):
+        a.put(("demo", f"/a{i}"), obj(b"a" * 150))
+        b.put(("demo", f"/b{i}"), obj(b"b" * 150))
+    on_disk = sum(p.stat().st_size for p in files(tmp_path / "store"))
+    assert on_disk <= a.budget, f"{on_disk} bytes on disk for a budget of {a.budget}"
+    assert a.used == b.used == on_disk, "one count, kept right by both"
+    assert len(files(tmp_path / "store")) == 4
+    assert a.get(("demo", "/a0")) is None and a.dropped == 0, "evicted by the other: a miss, not damage"
+    assert b.get(("demo", "/a2")) is not None, "stored by the other: found on disk"
+    a.put(("demo", "/b2"), obj(b"c" * 150))  # a replaces b's file: the old size comes off
+    assert a.used == sum(p.stat().st_size for p in files(tmp_path / "store"))
+    c = DiskStore(tmp_path / "store", budget=one * 4, shared=True)
+    assert c.load() == len(files(tmp_path / "store")) and c.used == a.used, "recounted at start"
