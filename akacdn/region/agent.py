@@ -104,8 +104,6 @@ class Agent:
         self.alive_peers = rt.gauge("akacdn_agent_peers_alive", "Region peers alive (not counting us)")
         self.healthy = rt.gauge("akacdn_agent_healthy", "1 while our own service passes its checks")
         self.publish: MessagingClient | None = None
-        self.started = False
-        self.held_by_peer = False
         self._seq = time.time_ns()
         self._bursts: dict[str, asyncio.Task[None]] = {}
         rt.not_ready("interface", "service interface not found yet")
@@ -125,10 +123,7 @@ class Agent:
         if env.topic != BEACON_TOPIC or hb.sender != peer.id:
             self.refused.labels("wrong_sender").inc()  # a peer speaks only for itself
             return
-        if not self.started:  # still listening before we start: is our address held by a peer?
-            self.held_by_peer |= bool(set(hb.holds) & {self.me.address}) and hb.healthy
-            return
-        self._do(self.core.heard(time.monotonic(), hb))
+        self._do(self.core.heard(time.monotonic(), hb))  # before our start: only noted
 
     async def check_own_service(self) -> bool:
         """The local daemon's readiness (`/readyz` on its management port)."""
@@ -209,7 +204,7 @@ class Agent:
     # -- loops -----------------------------------------------------------------------------
     def send_beacon(self) -> None:
         """Our state to every region peer, now."""
-        if self._transport is None or not self.started:
+        if self._transport is None or not self.core.started:
             return
         self._seq += 1
         hb = self.core.beacon(time.monotonic())
@@ -263,19 +258,14 @@ class Agent:
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Beacons(self), local_addr=(self.rt.own_address, self.rt.net.ports.agent)
         )
-        # Listen for one dead_after first. If a live peer holds our address we crashed and
-        # came back: start unsettled, so our service must pass its checks for recover_after
-        # and the buddy lets go first (no dual holding). Otherwise (a cold start of the
-        # region, or nobody covered for us) claim it at once if our service is up: peers
-        # starting unsettled would otherwise grab each other's addresses.
+        # Listen for one dead_after first: the core's start decides by what it heard (a
+        # buddy covering for us, or a cold region).
         a = self.rt.net.agent
         await asyncio.sleep(a.interval * a.misses)
         deadline = loop.time() + START_WAIT  # and give our own service a moment to come up
         while not (up := await self.check_own_service()) and loop.time() < deadline:
             await asyncio.sleep(a.check_interval)
-        healthy = up and not self.held_by_peer
-        self.started = True
-        self._do(self.core.start(time.monotonic(), healthy=healthy))
+        self._do(self.core.start(time.monotonic(), healthy=up))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._carry_out())

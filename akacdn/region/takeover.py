@@ -28,6 +28,11 @@ around, so every agent ranks the candidates for X's addresses the same way (X fi
 - Dual claims (a partition heals): the owner wins if alive; otherwise the earlier
   member in the owner's buddy order wins. The loser releases. An unsettled holder
   yields to any live claimant and never adds.
+- Start. The shell listens for about `dead_after` first (heartbeats are noted, not
+  acted on). A healthy peer heard holding one of our addresses means a buddy covered
+  for us while we were down: we start unsettled and prove ourselves for `recover_after`
+  before it hands back. Otherwise a healthy start is settled at once (a cold region
+  claims its own addresses without waiting).
 - Boot grace. A peer not heard since our start is presumed alive, holding its own
   addresses, until `dead_after` has passed, so a booting region does not grab itself.
 
@@ -92,7 +97,7 @@ Action = Add | Release | Announce
 
 class Event(msgspec.Struct, frozen=True):
     at: float
-    kind: str  # declared_dead | declared_alive | took | released | healthy | unhealthy
+    kind: str  # started | declared_dead | declared_alive | took | released | healthy | unhealthy
     subject: str  # a member id or an address
     reason: str = ""
 
@@ -154,21 +159,42 @@ class Takeover:
     # --- inputs ------------------------------------------------------------------------
 
     def start(self, now: float, healthy: bool = True) -> list[Action]:
-        """Begin at `now`: hold our own addresses unless our checks fail.
+        """Begin at `now`; `healthy`: our service passes its checks now.
 
-        Assumes a clean interface (the shell removes stale service addresses at boot).
-        A healthy start counts as settled at once, so a restarted owner reclaims right
-        away and its buddy yields (owner wins); start with `healthy=False` to make a
-        restarted machine prove itself for `recover_after` first.
+        Assumes a clean interface (the shell removes stale service addresses at boot), and
+        that the shell listened (`heard`) for about `dead_after` before. If a live, healthy
+        peer was heard holding one of our addresses, we crashed and came back while a
+        buddy covered for us: we start unsettled and prove ourselves for `recover_after`,
+        and the buddy lets go first (no dual holding). Otherwise (a cold start of the
+        region, or nobody covered) a healthy start counts as settled at once and we hold
+        our own addresses; peers not heard get `dead_after` of boot grace.
         """
         self._me.started = True
+        mine = {a for a, owner in self._owner.items() if owner == self.id}
+        covering = sorted(
+            pid
+            for pid, p in self._peers.items()
+            if p.incarnation is not None
+            and p.healthy
+            and p.holds & mine
+            and now < p.last_heard + self.settings.dead_after
+        )
         for p in self._peers.values():
-            p.last_heard = p.since = now  # boot grace: presumed alive for dead_after
-        self._me.healthy_since = now - self.settings.recover_after if healthy else None
+            if p.incarnation is None:
+                p.last_heard = now  # boot grace: presumed alive for dead_after
+            p.since = now
+        if not healthy:
+            self._me.healthy_since, why = None, "checks fail"
+        elif covering:
+            self._me.healthy_since, why = now, f"covered by {', '.join(covering)}: proves itself first"
+        else:
+            self._me.healthy_since, why = now - self.settings.recover_after, "claims its addresses"
+        self._event(now, "started", self.id, why)
         return self._decide(now)
 
     def heard(self, now: float, hb: Heartbeat) -> list[Action]:
-        """A peer's heartbeat arrived. Unknown senders and stale beats are counted, not used."""
+        """A peer's heartbeat arrived. Unknown senders and stale beats are counted, not used.
+        Before `start` it is only noted (what `start` decides by), never acted on."""
         p = self._peers.get(hb.sender)
         if p is None:
             self.ignored["unknown"] += 1
@@ -185,7 +211,7 @@ class Takeover:
             return []
         p.incarnation, p.seq, p.last_heard = hb.incarnation, hb.seq, now
         p.healthy, p.holds = hb.healthy, frozenset(hb.holds)
-        return self._decide(now)
+        return self._decide(now) if self._me.started else []
 
     def own_health(self, now: float, healthy: bool) -> list[Action]:
         """Our service checks passed (or not). A failure counts at once, a pass after recover_after."""
@@ -205,6 +231,10 @@ class Takeover:
         """The heartbeat to send now (each call takes the next sequence number)."""
         self._me.seq += 1
         return Heartbeat(self.id, self.incarnation, self._me.seq, self._settled(now), tuple(sorted(self._me.holds)))
+
+    @property
+    def started(self) -> bool:
+        return self._me.started
 
     @property
     def holds(self) -> frozenset[str]:

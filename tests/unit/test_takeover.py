@@ -52,14 +52,20 @@ class Sim:
         self.wire: list[tuple[str, Heartbeat]] = []
         self.log: list[tuple[float, str, Action]] = []
         self.owner_added_over: list[tuple[float, str]] = []  # an owner added while a peer held it
+        self.starting: dict[str, tuple[float, bool]] = {}  # listening agents: when to start, healthy
         for mid in self.ids:
             self.boot(mid, healthy)
 
-    def boot(self, mid: str, healthy: bool = True) -> None:
+    def boot(self, mid: str, healthy: bool = True, listen: bool = False) -> None:
+        """Start a machine's agent; `listen`: as the shell does, hear heartbeats for
+        dead_after first (without beaconing or acting), then start."""
         self.boots[mid] += 1
         self.iface[mid].clear()  # a machine comes up with a clean interface
         agent = self.agents[mid] = Takeover(mid, self.members, S, incarnation=self.boots[mid])
-        self.apply(mid, agent.start(self.now, healthy))
+        if listen:
+            self.starting[mid] = (self.now + S.dead_after, healthy)
+        else:
+            self.apply(mid, agent.start(self.now, healthy))
 
     def kill(self, mid: str) -> None:
         self.agents[mid] = None
@@ -80,6 +86,9 @@ class Sim:
         return frozenset((sender, receiver)) not in self.cut and not self.drop(sender, receiver)
 
     def apply(self, mid: str, actions: list[Action]) -> None:
+        if self.agents[mid] is not None and not self.agents[mid].started:  # type: ignore[union-attr]
+            assert actions == [], "an agent that has not started acts on nothing"
+            return
         for i, act in enumerate(actions):
             self.log.append((self.now, mid, act))
             match act:
@@ -104,11 +113,17 @@ class Sim:
             agent = self.agents[to]
             if agent is not None:  # a heartbeat to a machine that died is lost
                 self.apply(to, agent.heard(self.now, hb))
+        for mid, (at, healthy) in list(self.starting.items()):
+            agent = self.agents[mid]
+            if agent is not None and self.now >= at:
+                del self.starting[mid]
+                self.apply(mid, agent.start(self.now, healthy))
         for mid, agent in list(self.live()):
-            self.apply(mid, agent.tick(self.now))
+            if agent.started:
+                self.apply(mid, agent.tick(self.now))
         for i, mid in enumerate(self.ids):
             agent = self.agents[mid]
-            if agent is None or (self.steps + i) % 2:
+            if agent is None or not agent.started or (self.steps + i) % 2:
                 continue
             hb = agent.beacon(self.now)
             self.wire += [(to, hb) for to in self.ids if to != mid and self.link(mid, to)]
@@ -389,6 +404,64 @@ def test_handback_after_crash_restart(n: int, owner: int, down_steps: int, healt
     assert_one_holder_each(sim)
     if not healthy_boot:
         assert sim.owner_added_over == []
+
+
+@PROPS
+@given(n=st.integers(2, 5), owner=st.integers(0, 4), down_steps=st.integers(1, 30))
+def test_a_restarted_owner_that_hears_its_buddy_covering_proves_itself_before_reclaiming(
+    n: int, owner: int, down_steps: int
+) -> None:
+    """As the agent runs: a machine comes back, listens for dead_after, then starts with its
+    service up. If a buddy covered for it all along, it starts unsettled: the buddy lets go
+    first and the owner never adds an address a peer still holds. (A buddy that takes over
+    during the listen itself may not have been heard yet: then the owner wins the dual
+    claim, within a beacon round.)"""
+    sim = Sim(n)
+    o = f"m{owner % n}"
+    sim.run(2 * S.dead_after)
+    sim.kill(o)
+    sim.run(down_steps * STEP)
+    covered = all(sim.holders(a) for a in addrs(o))
+    sim.boot(o, healthy=True, listen=True)
+    sim.run(S.dead_after + STEP)
+    agent = sim.agents[o]
+    assert agent is not None and agent.started
+    started = next(e for e in agent.events if e.kind == "started")
+    heard_covering = "covered by" in started.reason
+    if covered:  # held by a buddy all along the listen (it keeps it while we are silent)
+        assert heard_covering, started
+    sim.run(2 * S.interval)
+    if not heard_covering:  # claimed at once: any dual holding lasted at most a beacon round
+        assert_one_holder_each(sim)
+    sim.run(S.recover_after + S.release_grace + 2 * S.dead_after)
+    assert_one_holder_each(sim)
+    if heard_covering:
+        assert sim.owner_added_over == [], "the buddy released before the owner added"
+
+
+def test_a_cold_region_claims_its_own_addresses_at_once_after_listening() -> None:
+    t = Takeover("m1", region(3), S)
+    assert t.heard(0.5, beat("m0", 1)) == [], "heard before the start: noted, not acted on"
+    acts = t.start(S.dead_after)
+    assert acts == [x for a in addrs("m1") for x in (Add(a), Announce(a))]
+    assert t.beacon(S.dead_after).healthy
+
+
+def test_a_restart_covered_by_a_buddy_waits_until_the_buddy_lets_go() -> None:
+    t = Takeover("m1", region(3), S)
+    t.heard(0.5, beat("m2", 7, holds=addrs("m2") + addrs("m1")))  # m2 covers for us
+    t.heard(0.5, beat("m0", 7))
+    assert t.start(1.0) == [], "covered: no address yet"
+    assert not t.beacon(1.0).healthy, "and not healthy until it has proved itself"
+    assert [e.reason for e in t.events if e.kind == "started"] == ["covered by m2: proves itself first"]
+    now = 1.0
+    for seq in range(8, 8 + int(S.recover_after / S.interval)):  # peers keep beaconing
+        now += S.interval
+        assert t.heard(now, beat("m2", seq, holds=addrs("m2") + addrs("m1"))) == []
+        t.heard(now, beat("m0", seq))
+    assert t.beacon(now).healthy, "settled after recover_after"
+    acts = t.heard(now + 0.1, beat("m2", 99))  # the buddy let go
+    assert acts == [x for a in addrs("m1") for x in (Add(a), Announce(a))]
 
 
 link = st.tuples(st.integers(0, 5), st.integers(0, 5))
