@@ -132,6 +132,11 @@ class Machine(_Strict):
     # service address the region agent holds and a buddy takes over when this machine dies
     host_address: str = ""  # (service addresses go on the interface that holds it)
 
+    @property
+    def service(self) -> tuple[str, ...]:
+        """The machine's service addresses: `address`, and `address6` when set."""
+        return (self.address, self.address6) if self.address6 else (self.address,)
+
 
 # Paths the akamaize tool leaves on the origin (dynamic or cookie-bearing), as globs:
 # `*` matches any run of characters (also `/`), everything else is literal, case is
@@ -220,11 +225,11 @@ class Network(msgspec.Struct, frozen=True):
         return [m for m in self.machines if m.region == machine.region and m.role == machine.role and m.host_address]
 
     def service_addresses(self, machine: Machine) -> list[str]:
-        """Where `machine`'s service answers: its address and, with IP takeover, its region
-        peers' addresses too, which its agent may take over (bound with IP_FREEBIND)."""
+        """Where `machine`'s service answers: its addresses (`Machine.service`) and, with IP
+        takeover, its region peers' too, which its agent may take over (bound with IP_FREEBIND)."""
         if not machine.host_address:
-            return [machine.address]
-        return [machine.address, *(p.address for p in self.region_peers(machine) if p.id != machine.id)]
+            return list(machine.service)
+        return [*machine.service, *(a for p in self.region_peers(machine) if p.id != machine.id for a in p.service)]
 
     def state_path(self, machine_id: str) -> Path:
         return Path(self.state_dir) / machine_id

@@ -15,8 +15,11 @@ The region agent's only module that touches the kernel. It carries out the actio
 - scapy's import is slow: `Announcer()` does it and `prepare()` opens the socket and builds
   the frames, both at agent start. Sockets (one per interface, reused) are bound to no
   protocol (receive nothing) and non-blocking (never stall the loop).
-- IPv6 addresses can be added (IFA_F_NODAD: usable at once), removed and listed, but
-  unsolicited neighbour advertisement is not implemented: `announce` refuses IPv6.
+- IPv6: addresses are added with IFA_F_NODAD (usable at once, no duplicate address
+  detection to wait for), and `announce` sends an unsolicited neighbour advertisement
+  (RFC 4861 7.2.6: to all-nodes ff02::1, hop limit 255, Override set, Solicited clear,
+  our MAC as target link-layer address). A Linux neighbour that has an entry for the
+  address takes the new MAC (STALE); like ARP it creates no entry from it by default.
 
 Errors: only `ActionError` escapes (netlink errors, a vanished interface, timeouts, bad
 input, socket errors); anything else is a bug. Timestamps (monotonic): `add` returns when
@@ -40,6 +43,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 IFA_F_NODAD = 0x02  # linux/if_addr.h: skip duplicate address detection (IPv6)
 _MIN_FRAME = 60  # Ethernet minimum without FCS: frames are padded to it
 _BROADCAST = "ff:ff:ff:ff:ff:ff"
+_ALL_NODES, _ALL_NODES_MAC = "ff02::1", "33:33:00:00:00:01"
 _ZERO_MAC = "00:00:00:00:00:00"
 _MAX_BUILT = 1024  # frame sets kept (address, mac); all dropped when full
 
@@ -61,14 +65,18 @@ class Scapy(NamedTuple):
     conf: Any
     Ether: Any
     ARP: Any
+    IPv6: Any
+    NA: Any
+    TargetMAC: Any
 
 
 def load_scapy() -> Scapy:
     """Import scapy's layer-2 parts: slow the first time, a dictionary lookup after."""
     from scapy.config import conf
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
     from scapy.layers.l2 import ARP, Ether
 
-    return Scapy(conf, Ether, ARP)
+    return Scapy(conf, Ether, ARP, IPv6, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr)
 
 
 def _ip(address: str) -> IPAddress:
@@ -202,7 +210,8 @@ class Announcer:
         self._socket(ifname)
 
     async def announce(self, ifname: str, address: str, mac: str, count: int = 3, spacing: float = 0.2) -> float:
-        """Send `count` rounds (ARP request + reply) `spacing` s apart; returns when the first went out."""
+        """Send `count` rounds (IPv4: ARP request + reply; IPv6: a neighbour advertisement)
+        `spacing` s apart; returns when the first went out."""
         if count < 1 or spacing < 0:
             raise ActionError(f"announce {address}: need count >= 1 and spacing >= 0, not {count}, {spacing}")
         frames = self._frames(address, mac)
@@ -232,17 +241,26 @@ class Announcer:
 
     def _frames(self, address: str, mac: str) -> list[bytes]:
         ip = _ip(address)
-        if ip.version != 4:
-            raise ActionError(f"announce {ip}: unsolicited neighbour advertisement (IPv6) is not implemented")
         key = (str(ip), mac)
         if key not in self._built:
             if len(self._built) >= _MAX_BUILT:  # a region has a handful of addresses: never in practice
                 self._built.clear()
-            ether, arp = self._scapy.Ether(dst=_BROADCAST, src=mac), self._scapy.ARP
-            request = ether / arp(op=1, hwsrc=mac, psrc=key[0], hwdst=_ZERO_MAC, pdst=key[0])
-            reply = ether / arp(op=2, hwsrc=mac, psrc=key[0], hwdst=mac, pdst=key[0])
+            sc = self._scapy
+            if ip.version == 4:
+                ether, arp = sc.Ether(dst=_BROADCAST, src=mac), sc.ARP
+                frames = [
+                    ether / arp(op=1, hwsrc=mac, psrc=key[0], hwdst=_ZERO_MAC, pdst=key[0]),  # request
+                    ether / arp(op=2, hwsrc=mac, psrc=key[0], hwdst=mac, pdst=key[0]),  # reply
+                ]
+            else:
+                frames = [
+                    sc.Ether(dst=_ALL_NODES_MAC, src=mac)
+                    / sc.IPv6(src=key[0], dst=_ALL_NODES, hlim=255)
+                    / sc.NA(R=0, S=0, O=1, tgt=key[0])
+                    / sc.TargetMAC(lladdr=mac)
+                ]
             try:
-                self._built[key] = [bytes(f).ljust(_MIN_FRAME, b"\0") for f in (request, reply)]
+                self._built[key] = [bytes(f).ljust(_MIN_FRAME, b"\0") for f in frames]
             except Exception as e:  # scapy's errors for a malformed MAC vary
                 raise ActionError(f"announce {ip}: bad MAC {mac!r}: {e}") from e
         return self._built[key]

@@ -49,7 +49,9 @@ class Carrier:
         return cls(iface, announcer)
 
     async def add(self, address: str) -> float:
-        return float(await self.iface.add(address, self.link.prefixlen))
+        # IPv4: the host address's prefix; IPv6: the address alone (the host's own IPv6
+        # address on the link brings the on-link route, a /128 adds none)
+        return float(await self.iface.add(address, 128 if ":" in address else self.link.prefixlen))
 
     async def remove(self, address: str) -> None:
         await self.iface.remove(address)
@@ -88,12 +90,12 @@ class Agent:
             recover_after=a.recover_after,
             release_grace=a.release_grace,
         )
-        members = [Member(p.id, (p.address,)) for p in self.peers]
+        members = [Member(p.id, p.service) for p in self.peers]  # address, and address6 if set
         self.core = Takeover(self.me.id, members, settings, incarnation=time.time_ns())
         self.actions = actions
         self.announcer = actions.Announcer()  # scapy's import and sockets: at start, once
         self.carrier: Carrier | None = None
-        self.service_addresses = {p.address for p in self.peers}
+        self.service_addresses = {a for p in self.peers for a in p.service}
         self._work: asyncio.Queue[Action] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: asyncio.DatagramTransport | None = None

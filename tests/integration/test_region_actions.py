@@ -81,9 +81,9 @@ async def main():
         announcer.prepare(iface.link.ifname, iface.link.mac, [p["service"]])  # at agent start too
         before = await iface.present()
         called = time.monotonic()
-        added = await iface.add(p["service"], 24)
+        added = await iface.add(p["service"], p["prefixlen"])
         first_arp = await announcer.announce(iface.link.ifname, p["service"], iface.link.mac, count=3, spacing=0.05)
-        again = await iface.add(p["service"], 24)  # already there: fine
+        again = await iface.add(p["service"], p["prefixlen"])  # already there: fine
         return {"link": list(iface.link), "before": sorted(before), "after": sorted(await iface.present()),
                 "called": called, "added": added, "first_arp": first_arp, "again": again,
                 "scapy_import": scapy_import}
@@ -106,7 +106,6 @@ async def main():
         out.append(await expect("bad prefix", iface.add(p["service"], 40)))
         with Announcer() as announcer:
             out.append(await expect("no such interface", announcer.announce("nosuchif0", p["service"], spare.link.mac)))
-            out.append(await expect("ipv6", announcer.announce(iface.link.ifname, "2001:db8::1", iface.link.mac)))
             await announcer.announce(spare.link.ifname, p["spare_host"], spare.link.mac, count=1)  # socket now open
             subprocess.run(["ip", "link", "del", spare.link.ifname], check=True)
             out.append(await expect("gone: add", spare.add(p["service"], 24)))
@@ -135,7 +134,6 @@ EXPECTED = {  # what went wrong -> a piece of the ActionError's message
     "bad address": "bad address not-an-address/24",
     "bad prefix": "/40",
     "no such interface": "gratuitous ARP on nosuchif0",
-    "ipv6": "not implemented",
     "gone: add": "is gone",
     "gone: remove": "is gone",
     "gone: present": "is gone",
@@ -176,7 +174,7 @@ def test_gratuitous_arp_moves_the_client_to_the_buddy(lab: Lab) -> None:
     assert service not in released["after"] and lab.ip(12) in released["after"]
     assert lab.neigh("client", service).get("lladdr") == owner_mac  # nothing told the client yet
 
-    took = lab.actions("buddy", BUDDY_TAKES, host=lab.ip(11), service=service)
+    took = lab.actions("buddy", BUDDY_TAKES, host=lab.ip(11), service=service, prefixlen=24)
     assert took["link"] == [lab.dev("buddy"), took["link"][1], buddy_mac, 24]
     assert service not in took["before"] and service in took["after"]
     assert took["called"] <= took["added"] <= took["first_arp"] <= took["again"]
@@ -190,6 +188,38 @@ def test_gratuitous_arp_moves_the_client_to_the_buddy(lab: Lab) -> None:
         f"{(took['added'] - took['called']) * 1e3:.2f} ms, -> first gratuitous ARP sent "
         f"{(took['first_arp'] - took['called']) * 1e3:.2f} ms; scapy import {took['scapy_import'] * 1e3:.0f} ms"
     )
+
+
+V6 = "2001:2::"  # the IPv6 benchmarking range (RFC 5180), like 198.18.0.0/15 for IPv4
+
+
+def test_unsolicited_neighbour_advertisement_moves_the_client_to_the_buddy(lab: Lab) -> None:
+    """The same for an IPv6 service address: the buddy adds it (no DAD wait) and sends an
+    unsolicited neighbour advertisement; the client's neighbour entry moves to its MAC."""
+    for role, n in (("buddy", 11), ("owner", 12), ("client", 50)):
+        lab.sh(role, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+        lab.sh(role, "ip", "-6", "addr", "add", f"{V6}{n}/64", "dev", lab.dev(role), "nodad")
+    service = f"{V6}112"
+    run("ip", "-n", lab.ns("owner"), "-6", "addr", "add", f"{service}/128", "dev", lab.dev("owner"), "nodad")
+    owner_mac, buddy_mac = lab.mac("owner"), lab.mac("buddy")
+
+    def pinged() -> bool:
+        ping = ["ip", "netns", "exec", lab.ns("client"), "ping", "-6", "-c1", "-W1", service]
+        return subprocess.run(ping, capture_output=True).returncode == 0
+
+    assert poll(pinged, timeout=10), "the client cannot reach the IPv6 service address at the owner"
+    assert lab.neigh("client", service).get("lladdr") == owner_mac
+
+    released = lab.actions("owner", OWNER_RELEASES, host=lab.ip(12), service=service)
+    assert released["removed"] == [True, False] and service not in released["after"]
+    took = lab.actions("buddy", BUDDY_TAKES, host=lab.ip(11), service=service, prefixlen=128)
+    assert service in took["after"] and took["added"] <= took["first_arp"]
+    flags = lab.sh("buddy", "ip", "-6", "addr", "show", "dev", lab.dev("buddy"))
+    assert "tentative" not in next(line for line in flags.splitlines() if service in line), "usable at once"
+
+    # the client sends nothing: only the neighbour advertisement can have moved its entry
+    moved = poll(lambda: lab.neigh("client", service).get("lladdr") == buddy_mac, timeout=5, every=0.02)
+    assert moved, f"client still has {lab.neigh('client', service)} (buddy is {buddy_mac})"
 
 
 def test_failures_are_action_errors(lab: Lab) -> None:

@@ -29,6 +29,7 @@ from .conftest import poll
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 NET = "198.18.77"
+NET6 = "2001:2::"  # the IPv6 benchmarking range (RFC 5180)
 _labs = itertools.count()
 
 
@@ -58,8 +59,9 @@ class Lab(Segment):
 
     def served_by(self, address: str) -> str | None:
         """X-Served-By of an answer from `address`, asked from the client (fresh connection)."""
+        url = f"http://[{address}]/" if ":" in address else f"http://{address}/"
         try:
-            out = self.sh("c", "curl", "-s", "-o", "/dev/null", "-D", "-", "--max-time", "1", f"http://{address}/")
+            out = self.sh("c", "curl", "-s", "-o", "/dev/null", "-D", "-", "--max-time", "1", url)
         except RuntimeError:
             return None
         for line in out.splitlines():
@@ -69,7 +71,17 @@ class Lab(Segment):
         return None
 
     def client_arp(self, address: str) -> str:
-        return self.sh("c", "ip", "neigh", "show", address)
+        return self.sh("c", "ip", "-6" if ":" in address else "-4", "neigh", "show", address)
+
+    def holds(self, ns: str, address: str) -> bool:
+        out = self.sh(ns, "ip", "-6" if ":" in address else "-4", "addr", "show", "dev", self.dev(ns))
+        return f" {address}/" in out
+
+    def add_ipv6(self) -> None:
+        """Each host's own IPv6 address on the segment (no DAD: usable at once)."""
+        for ns, n in self.hosts.items():
+            self.sh(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+            self.sh(ns, "ip", "-6", "addr", "add", f"{NET6}{n}/64", "dev", self.dev(ns), "nodad")
 
     def logs(self) -> str:
         return "\n".join(
@@ -91,8 +103,22 @@ def write_config(d: Path, state: Path) -> Path:
             {"id": "relay1", "role": "relay", "address": f"{NET}.200"},
             {"id": "mc1", "role": "mapper", "address": f"{NET}.201", "public_key": pub},
             {"id": "tlns1", "role": "tlns", "address": f"{NET}.202"},
-            {"id": "e1", "role": "edge", "region": "r1", "address": f"{NET}.111", "host_address": f"{NET}.11"},
-            {"id": "e2", "role": "edge", "region": "r1", "address": f"{NET}.112", "host_address": f"{NET}.12"},
+            {
+                "id": "e1",
+                "role": "edge",
+                "region": "r1",
+                "address": f"{NET}.111",
+                "address6": f"{NET6}111",
+                "host_address": f"{NET}.11",
+            },
+            {
+                "id": "e2",
+                "role": "edge",
+                "region": "r1",
+                "address": f"{NET}.112",
+                "address6": f"{NET6}112",
+                "host_address": f"{NET}.12",
+            },
         ],
     }
     path = d / "network.toml"
@@ -105,6 +131,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     lab = Lab(f"akt{os.getpid() % 1000}{next(_labs)}", tmp_path, write_config(tmp_path, tmp_path / "state"))
     try:
         lab.build()
+        lab.add_ipv6()
         lab.sh("c", "sysctl", "-qw", "net.ipv4.conf.all.arp_accept=1")
         lab.start_machine("a", "e1")
         lab.start_machine("b", "e2")
@@ -116,24 +143,29 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def test_a_dead_machines_address_is_served_by_its_buddy_and_handed_back(lab: Lab) -> None:
-    svc1, svc2 = f"{NET}.111", f"{NET}.112"
+    svc1, svc2, svc1_6 = f"{NET}.111", f"{NET}.112", f"{NET6}111"
     ok = poll(lambda: lab.served_by(svc1) == "e1" and lab.served_by(svc2) == "e2", 30, every=0.2)
     assert ok, f"each machine serves its own address\n{lab.logs()}"
-    assert lab.mac("a") in lab.client_arp(svc1)
+    assert lab.served_by(svc1_6) == "e1", f"and its IPv6 address\n{lab.logs()}"
+    assert lab.mac("a") in lab.client_arp(svc1) and lab.mac("a") in lab.client_arp(svc1_6)
 
     lab.kill_machine("e1")  # the machine dies: its processes, and its link
     lab.sh("a", "ip", "link", "set", lab.dev("a"), "down")
     ok = poll(lambda: lab.served_by(svc1) == "e2", 15, every=0.05)
     assert ok, f"the buddy answers on the dead machine's address\n{lab.logs()}"
     assert lab.mac("b") in lab.client_arp(svc1), "the client's ARP cache points at the buddy"
-    assert svc1 in lab.sh("b", "ip", "-4", "addr", "show", "dev", lab.dev("b"))
+    assert lab.holds("b", svc1)
+    ok = poll(lambda: lab.served_by(svc1_6) == "e2", 15, every=0.05)
+    assert ok, f"and on its IPv6 address\n{lab.logs()}"
+    assert lab.mac("b") in lab.client_arp(svc1_6), "the neighbour advertisement moved the client's entry"
 
     lab.sh("a", "ip", "link", "set", lab.dev("a"), "up")  # it comes back
+    lab.sh("a", "ip", "-6", "addr", "replace", f"{NET6}11/64", "dev", lab.dev("a"), "nodad")
     lab.start_machine("a", "e1")
-    ok = poll(lambda: lab.served_by(svc1) == "e1", 30, every=0.1)
-    assert ok, f"the owner serves its address again\n{lab.logs()}"
-    assert svc1 not in lab.sh("b", "ip", "-4", "addr", "show", "dev", lab.dev("b")), "the buddy let go"
-    assert lab.mac("a") in lab.client_arp(svc1)
+    ok = poll(lambda: lab.served_by(svc1) == "e1" and lab.served_by(svc1_6) == "e1", 30, every=0.1)
+    assert ok, f"the owner serves its addresses again\n{lab.logs()}"
+    assert not lab.holds("b", svc1) and not lab.holds("b", svc1_6), "the buddy let go"
+    assert lab.mac("a") in lab.client_arp(svc1) and lab.mac("a") in lab.client_arp(svc1_6)
     assert lab.served_by(svc2) == "e2"
 
 
