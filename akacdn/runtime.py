@@ -26,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from .config import ConfigError, Machine, Network, load_network
+from .sockets import ListenError
 
 _json = msgspec.json.Encoder()
 
@@ -258,12 +259,22 @@ def run(
             if not stopping:
                 raise
         except Exception as e:  # a crashed part: say so in one line, then fail for a restart
+            if _only(e, ListenError):  # a service address we cannot take: say which, no traceback
+                _fatal.error("cannot_listen", error=_describe(e))
+                return 1
             _fatal.error("crashed", error=_describe(e))
             raise
     return 0
 
 
 _fatal = Log("runtime")
+
+
+def _only(e: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `e` is `kind`, or a group of nothing else."""
+    if isinstance(e, BaseExceptionGroup):
+        return all(_only(x, kind) for x in e.exceptions)
+    return isinstance(e, kind)
 
 
 def _describe(e: BaseException) -> str:

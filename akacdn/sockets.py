@@ -7,9 +7,14 @@ IP_FREEBIND lets it bind them beforehand, so it answers the moment an address ar
 
 from __future__ import annotations
 
+import errno
 import socket
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux; not exported by Python 3.11
+
+
+class ListenError(OSError):
+    """A service address could not be bound: the daemon cannot do its job (exit, say why)."""
 
 
 def bound(
@@ -37,7 +42,13 @@ def bound(
         if kind == socket.SOCK_STREAM:
             sock.listen(backlog)
         sock.setblocking(False)
-    except OSError:
+    except OSError as e:
         sock.close()
-        raise
+        proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+        hint = ""
+        if e.errno == errno.EADDRNOTAVAIL:
+            hint = " (not an address of this machine; with IP takeover give the machine a host_address)"
+        elif e.errno == errno.EADDRINUSE:
+            hint = " (another process listens there)"
+        raise ListenError(e.errno, f"cannot listen on {host} port {port} ({proto}): {e.strerror}{hint}") from None
     return sock

@@ -360,3 +360,16 @@ def test_cli_runs_the_agent_only_where_ip_takeover_applies(tmp_path: Path) -> No
     assert r.returncode == 2 and "IP takeover is for edge and LLNS machines" in r.stderr, r.stderr
     r = agent("r2-e1")
     assert r.returncode == 2 and "has no host_address" in r.stderr, r.stderr
+
+
+def test_a_service_address_the_machine_does_not_have_stops_the_daemon_with_one_clear_line(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE_NETWORK)
+    doc["machines"][4]["address6"] = "2001:2::99"  # an IPv6 service address not on this machine
+    doc["state_dir"] = str(tmp_path / "state")
+    doc["ports"] = {"http": 18181, "management": 19481, "messaging": 17481}
+    path = _write(tmp_path, doc, BASE_CUSTOMERS)
+    r = _cli("edge", "--config", str(path), "--machine", "r1-e1")
+    out = r.stdout + r.stderr  # the daemon logs JSON lines to stdout
+    assert r.returncode == 1, out[-2000:]
+    assert "Traceback" not in out
+    assert "cannot listen on 2001:2::99 port 18181 (TCP)" in out and "not an address of this machine" in out
