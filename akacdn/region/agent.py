@@ -108,6 +108,8 @@ class Agent:
         self.publish: MessagingClient | None = None
         self._seq = time.time_ns()
         self._bursts: dict[str, asyncio.Task[None]] = {}
+        # released by the core, not yet off the interface: beacons still say we hold them
+        self._releasing: set[str] = set()
         rt.not_ready("interface", "service interface not found yet")
 
     # -- inputs ----------------------------------------------------------------------------
@@ -147,6 +149,8 @@ class Agent:
     # -- outputs ---------------------------------------------------------------------------
     def _do(self, actions: list[Action]) -> None:
         for action in actions:
+            if isinstance(action, Release):
+                self._releasing.add(action.address)
             self._work.put_nowait(action)
         while self.core.events:  # the core's decisions, for /events and the logs (`at`: monotonic)
             e = self.core.events.popleft()
@@ -168,7 +172,10 @@ class Agent:
                     burst = self._bursts.pop(action.address, None)
                     if burst is not None:
                         burst.cancel()
-                    await self.carrier.remove(action.address)
+                    try:
+                        await self.carrier.remove(action.address)
+                    finally:
+                        self._releasing.discard(action.address)
                     self.rt.record("address_released", address=action.address, at=time.monotonic())
                     self.send_beacon()  # the owner waits for this: tell it now, not next interval
                 elif isinstance(action, Announce):
@@ -210,6 +217,8 @@ class Agent:
             return
         self._seq += 1
         hb = self.core.beacon(time.monotonic())
+        if self._releasing:  # still on our interface: an owner must not add it yet
+            hb = msgspec.structs.replace(hb, holds=tuple(sorted({*hb.holds, *self._releasing})))
         env = Envelope(self.me.id, BEACON_TOPIC, self._seq, time.time(), _hb_enc.encode(hb))
         data = seal(self.rt.net.message_key, env)
         for p in self.peers:
