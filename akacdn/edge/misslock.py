@@ -9,8 +9,9 @@ nginx's `proxy_cache_lock`, the wait is bounded (`WAIT`): past it the waiter fet
 The locks are POSIX record locks on one byte each of one file (`BUCKETS` bytes, the
 key's hash picks the byte): no file per key, and the kernel drops a dead worker's locks.
 Record locks belong to the process, so one miss per key per process holds it (`Hold`)
-and the others in that process wait behind the hold or join its fetch. Two keys sharing a byte only
-wait for each other a little longer.
+and the others in that process wait behind the hold or join its fetch; two keys of one
+process on one byte count their holds (the last one unlocks). Keys of two processes
+sharing a byte only wait for each other a little longer.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class MissLocks:
         self._fd = os.open(root / ".misslocks", os.O_RDWR | os.O_CREAT, 0o600)
         self.waits = waits  # misses that had to wait for another worker's fetch
         self.timeouts = timeouts  # ... and waited in vain (then fetched themselves)
+        self._mine: dict[int, int] = {}  # bytes this process has locked -> holds on each
 
     @staticmethod
     def bucket(key: tuple[str, str]) -> int:
@@ -76,14 +78,22 @@ class MissLocks:
         return int.from_bytes(digest, "big") % BUCKETS
 
     def _try(self, bucket: int) -> bool:
+        if bucket in self._mine:  # another key of ours on this byte: no other process has it
+            self._mine[bucket] += 1
+            return True
         try:
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, bucket)
-            return True
         except OSError:
             return False
+        self._mine[bucket] = 1
+        return True
 
     def unlock(self, bucket: int) -> None:
-        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, bucket)
+        """Let go of one hold on the byte; the lock itself goes with this process's last."""
+        self._mine[bucket] -= 1
+        if not self._mine[bucket]:
+            del self._mine[bucket]
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, bucket)
 
     async def acquire(self, key: tuple[str, str], hold: Hold) -> None:
         """Take the key's lock for `hold`, waiting (polling, bounded) while another worker
