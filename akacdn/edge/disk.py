@@ -88,7 +88,7 @@ class DiskStore:
         self.dropped = 0  # damaged files deleted
         self.shared = shared  # other processes write here too (`[edge] workers` > 1)
         self.usage = Usage(root, shared)
-        self._index: OrderedDict[Key, tuple[Path, int]] = OrderedDict()
+        self._index: OrderedDict[Key, Path] = OrderedDict()  # least recently used first
 
     @property
     def used(self) -> int:
@@ -102,7 +102,7 @@ class DiskStore:
     def load(self) -> int:
         """Rebuild the index from the files on disk; returns how many objects it holds."""
         self.root.mkdir(parents=True, exist_ok=True)
-        found: list[tuple[float, Key, Path, int]] = []
+        found: list[tuple[float, Key, Path]] = []
         for path in self.root.glob("*/*"):
             if path.name.startswith("."):
                 if not _writer_alive(path):
@@ -111,10 +111,9 @@ class DiskStore:
             header = self._read_header(path)
             if header is None:
                 continue
-            st = path.stat()
-            found.append((st.st_atime, header.key, path, st.st_size))
-        for _, key, path, size in sorted(found):
-            self._index[key] = (path, size)
+            found.append((path.stat().st_atime, header.key, path))
+        for _, key, path in sorted(found):
+            self._index[key] = path
         with self.usage.locked():
             self.usage.recount(p for p in self.root.glob("*/*") if not p.name.startswith("."))
         self._evict()
@@ -143,16 +142,12 @@ class DiskStore:
         """The object, or None (absent, or damaged: then it is deleted and counted). Bodies
         up to `INLINE` bytes are read and checked now; larger ones come as a `FileBody`
         read in pieces when served (checked as its last piece is read)."""
-        entry = self._index.get(key)
-        if entry is None:
+        path = self._index.get(key)
+        if path is None:
             if not self.shared:
                 return None
-            try:  # another worker process may have stored it since this one built its index
-                path = self._path(key)
-                entry = self._index[key] = (path, path.stat().st_size)
-            except OSError:
-                return None
-        path, _ = entry
+            # another worker process may have stored it since this one built its index
+            path = self._index[key] = self._path(key)
         f = None
         try:
             f = open(path, "rb")  # noqa: SIM115 -- a large body's FileBody keeps it open
@@ -174,7 +169,7 @@ class DiskStore:
                 at += part.length
             if not kept:
                 f.close()
-        except FileNotFoundError:  # evicted or purged by another worker process: not damage
+        except FileNotFoundError:  # not stored, or evicted or purged by another worker: not damage
             del self._index[key]
             return None
         except (OSError, ValueError, struct.error, msgspec.DecodeError, msgspec.ValidationError):
@@ -188,12 +183,12 @@ class DiskStore:
 
     def put(self, key: Key, variants: list[Variant]) -> None:
         """Write a key's variants atomically, then evict to the budget."""
-        written = self.write(key, variants)
-        if written is not None:
-            self.add(key, *written)
+        path = self.write(key, variants)
+        if path is not None:
+            self.add(key, path)
 
-    def write(self, key: Key, variants: list[Variant]) -> tuple[Path, int] | None:
-        """Write a key's file atomically; (path, size), or None when over the budget. Only
+    def write(self, key: Key, variants: list[Variant]) -> Path | None:
+        """Write a key's file atomically (and count it); its path, or None when over the budget. Only
         file I/O (safe in a thread for large bodies); `add` then indexes it. A `FileBody`
         (a spooled large body) is copied in pieces, never read whole."""
         total = sum(len(v.body) for v in variants)
@@ -222,18 +217,18 @@ class DiskStore:
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
-        return path, 8 + len(header) + total
+        return path
 
-    def add(self, key: Key, path: Path, size: int) -> None:
-        """Index a file `write` wrote (and counted), then evict to the budget."""
+    def add(self, key: Key, path: Path) -> None:
+        """Index a file `write` wrote, then evict to the budget."""
         self._index.pop(key, None)
-        self._index[key] = (path, size)
+        self._index[key] = path
         self._evict(spare=key)
 
     def delete(self, key: Key) -> None:
-        entry = self._index.pop(key, None)
-        if entry is not None:
-            self.usage.unlink(entry[0])
+        path = self._index.pop(key, None)
+        if path is not None:
+            self.usage.unlink(path)
 
     def delete_where(self, match: Callable[[Key], bool]) -> list[Key]:
         """Remove every object whose key matches; returns their keys."""
@@ -250,7 +245,7 @@ class DiskStore:
             return
         with self.usage.locked():
             while self.usage.total > self.budget and self._index:
-                key, (path, _) = next(iter(self._index.items()))
+                key, path = next(iter(self._index.items()))
                 if key == spare:
                     if len(self._index) == 1:
                         break

@@ -41,14 +41,14 @@ class TieredStore:
         """`keep` for variants with a large body in a file: copied into the disk tier in a
         thread (the memory tier does not take them), so clients are not held up meanwhile."""
         try:
-            written = await asyncio.to_thread(self.disk.write, key, variants)
+            path = await asyncio.to_thread(self.disk.write, key, variants)
         except OSError as e:
             self.disk_errors.inc()
             self.rt.log.limited("disk_write_failed", error=str(e))
             return
-        if written is not None:
+        if path is not None:
             self.memory.delete(key)  # an older, smaller copy must not shadow it
-            self.disk.add(key, *written)
+            self.disk.add(key, path)
 
     def drop(self, key: Key) -> None:
         self.memory.delete(key)
