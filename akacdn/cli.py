@@ -71,14 +71,14 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
             wrt = Runtime(net, machine, f"{role}-worker{index}")
             # reloads come from the parent; only the parent talks to systemd
             os.environ.pop("NOTIFY_SOCKET", None)
-            return run(lambda: worker_main(wrt, link), fast_loop=True, reload=lambda: None)
+            return run(lambda: worker_main(wrt, link), fast_loop=True, reload=lambda: None, log=wrt.log)
 
         links = fork_workers(workers - 1, worker)
         rt = Runtime(net, machine, role)
-        return run(lambda: main(rt, links), fast_loop=True, reload=rt.reload)
+        return run(lambda: main(rt, links), fast_loop=True, reload=rt.reload, log=rt.log)
     rt = Runtime(net, machine, role)
     # pyroute2 0.9 fails on uvloop: the region agent runs on the stock loop, the rest on uvloop
-    return run(lambda: main(rt), fast_loop=role != "agent", reload=rt.reload)
+    return run(lambda: main(rt), fast_loop=role != "agent", reload=rt.reload, log=rt.log)
 
 
 def run_devnet(args: argparse.Namespace) -> int:

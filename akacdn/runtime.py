@@ -231,10 +231,15 @@ class Runtime:
 
 
 def run(
-    main: Callable[[], Awaitable[None]], *, fast_loop: bool = True, reload: Callable[[], object] | None = None
+    main: Callable[[], Awaitable[None]],
+    *,
+    fast_loop: bool = True,
+    reload: Callable[[], object] | None = None,
+    log: Log | None = None,
 ) -> int:
     """Run a daemon's main on uvloop (or the stock loop); SIGTERM/SIGINT end it cleanly,
-    SIGHUP calls `reload`."""
+    SIGHUP calls `reload`. A fatal error goes to `log` (the daemon's: it names the machine)."""
+    fatal = log or _fatal
     factory = None
     if fast_loop:
         import uvloop
@@ -260,9 +265,9 @@ def run(
                 raise
         except Exception as e:  # a crashed part: say so in one line, then fail for a restart
             if _only(e, ListenError):  # a service address we cannot take: say which, no traceback
-                _fatal.error("cannot_listen", error=_describe(e))
+                fatal.error("cannot_listen", error=_describe(e))
                 return 1
-            _fatal.error("crashed", error=_describe(e))
+            fatal.error("crashed", error=_describe(e))
             raise
     return 0
 

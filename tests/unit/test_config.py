@@ -373,3 +373,4 @@ def test_a_service_address_the_machine_does_not_have_stops_the_daemon_with_one_c
     assert r.returncode == 1, out[-2000:]
     assert "Traceback" not in out
     assert "cannot listen on 2001:2::99 port 18181 (TCP)" in out and "not an address of this machine" in out
+    assert '"machine":"r1-e1"' in out, "the line names the machine"
