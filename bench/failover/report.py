@@ -252,21 +252,21 @@ def chart(trials: dict[str, list[dict[str, Any]]], s: dict[str, Any], path: Path
     systems = [k for k in trials if trials[k]]
     colors = {"akacdn": "#c44e52", "keepalived": "#4c72b0"}
     fig, (ax, ax_steps, ax2) = plt.subplots(1, 3, figsize=(14, 5), dpi=110, gridspec_kw={"width_ratios": [2, 3, 2]})
+
+    def strip(axis: Any, i: int, seconds: list[float], median: float | None, color: str) -> None:
+        """One system's trials as a jittered column of dots (ms), with its median marked."""
+        ys = [x * 1000 for x in seconds]
+        axis.scatter([i + (j % 7 - 3) * 0.04 for j in range(len(ys))], ys, s=14, color=color, alpha=0.8, zorder=3)
+        if median is not None:
+            axis.hlines(median * 1000, i - 0.3, i + 0.3, color="black", lw=1.5, zorder=4)
+            axis.annotate(f"{median * 1000:.0f}", (i + 0.32, median * 1000), fontsize=7, va="center")
+
     for i, system in enumerate(systems):
-        ys = [r["outage"] * 1000 for r in trials[system] if r.get("outage") is not None]
-        xs = [i + (j % 7 - 3) * 0.04 for j in range(len(ys))]
-        ax.scatter(xs, ys, s=14, color=colors.get(system, "grey"), alpha=0.8, zorder=3)
-        med = s[system]["outage"]["median"]
-        if med is not None:
-            ax.hlines(med * 1000, i - 0.3, i + 0.3, color="black", lw=1.5, zorder=4)
-            ax.annotate(f"{med * 1000:.0f}", (i + 0.32, med * 1000), fontsize=7, va="center")
-        ys2 = [r["return"]["max_gap"] * 1000 for r in trials[system] if _get(r, "return", "max_gap") is not None]
-        xs2 = [i + (j % 7 - 3) * 0.04 for j in range(len(ys2))]
-        ax2.scatter(xs2, ys2, s=14, color=colors.get(system, "grey"), alpha=0.8, zorder=3)
-        med2 = s[system]["return_max_gap"]["median"]
-        if med2 is not None:
-            ax2.hlines(med2 * 1000, i - 0.3, i + 0.3, color="black", lw=1.5, zorder=4)
-            ax2.annotate(f"{med2 * 1000:.0f}", (i + 0.32, med2 * 1000), fontsize=7, va="center")
+        color = colors.get(system, "grey")
+        outages = [r["outage"] for r in trials[system] if r.get("outage") is not None]
+        strip(ax, i, outages, s[system]["outage"]["median"], color)
+        gaps = [r["return"]["max_gap"] for r in trials[system] if _get(r, "return", "max_gap") is not None]
+        strip(ax2, i, gaps, s[system]["return_max_gap"]["median"], color)
         base = s[system]["baseline_max_gap"]["median"]
         if base is not None:
             ax2.hlines(base * 1000, i - 0.3, i + 0.3, color="grey", lw=1, ls=":", zorder=2)
