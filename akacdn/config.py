@@ -99,6 +99,54 @@ class AgentSettings(_Strict):
     garp_refresh: Annotated[float, msgspec.Meta(ge=0, le=600)] = 2.0  # one more burst this much later
 
 
+# How long a receiver keeps recovering a lost message of a topic (NACKs to the relays, then
+# a give-up): by topic, or by the topic's first dot-separated word. 0: no recovery, the
+# newest message wins (heartbeats are re-sent anyway; a late one is of no use).
+DEFAULT_DEADLINES: dict[str, float] = {
+    "map": 10.0,
+    "purge": 30.0,
+    "report": 2.0,
+    "announce": 0.0,
+    "heartbeat": 0.0,
+    "region": 0.0,
+    "agent": 0.0,
+}
+
+
+class MessagingSettings(_Strict):
+    """The real-time messaging network (`akacdn.messaging`): paths, chunking, recovery."""
+
+    paths: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2  # relays (in distinct regions) per datagram
+    chunk_bytes: Annotated[int, msgspec.Meta(ge=256, le=1300)] = 1200  # payload per datagram: no IP fragments
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 2**20)] = 16 * 2**20
+    nack: bool = True  # receivers ask relays for what they missed (limited retransmission)
+    nack_delay: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.01  # wait for the other path's copy first
+    nack_interval: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.04  # first re-NACK; x1.5 each try
+    nack_tries: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    retransmit_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.2  # repairs per datagram sent, at most
+    history_bytes: Annotated[int, msgspec.Meta(ge=0, le=2**31)] = 32 * 2**20  # retransmit buffer (relay, sender)
+    history_age: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    pending_bytes: Annotated[int, msgspec.Meta(ge=2**16, le=2**31)] = 64 * 2**20  # incomplete messages held
+    max_age: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0  # older datagrams are refused (replays)
+    pace: Annotated[int, msgspec.Meta(ge=100, le=10**6)] = 5000  # datagrams/s a publisher sends at most
+    burst: Annotated[int, msgspec.Meta(ge=1, le=10**5)] = 64  # datagrams it may send at once
+    state_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.25  # "last sequence" notes of live streams
+    socket_buffer: Annotated[int, msgspec.Meta(ge=2**16, le=2**28)] = 8 * 2**20  # SO_RCVBUF/SO_SNDBUF wanted
+    deadlines: dict[str, Annotated[float, msgspec.Meta(ge=0, le=3600)]] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_DEADLINES)
+    )
+    default_deadline: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 2.0
+    http_timeout: Seconds = 5.0  # one request to the reliable transport (maps, journals)
+    catchup_wait: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0  # an edge waits this for purges at start
+
+    def deadline(self, topic: str) -> float:
+        """The recovery deadline of a topic (seconds; 0: none, newest wins)."""
+        d = self.deadlines.get(topic)
+        if d is None:
+            d = self.deadlines.get(topic.split(".", 1)[0], self.default_deadline)
+        return d
+
+
 class ClientNetwork(_Strict):
     """A client network and the region that serves it best (from measurement or operator)."""
 
@@ -106,9 +154,18 @@ class ClientNetwork(_Strict):
     region: str
 
 
+_KEY_HEX = r"^(?:[0-9a-f]{2}){16,64}$"
+KeyId = Annotated[int, msgspec.Meta(ge=0, le=255)]
+
+
 class Keys(_Strict):
-    # 16 to 64 bytes, hex
-    message_key: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$")]
+    # 16 to 64 bytes, hex: the HMAC key of every message we send, and its id in envelopes
+    message_key: Annotated[str, msgspec.Meta(pattern=_KEY_HEX)]
+    message_key_id: KeyId = 1
+    # a second key that is accepted (never used to send): rotation without a flag day.
+    # Roll out the new key here, then swap it with message_key, then remove the old one.
+    accept_message_key: Annotated[str, msgspec.Meta(pattern=_KEY_HEX + "|^$")] = ""
+    accept_message_key_id: KeyId = 0
     # bearer token for the edges' purge API; empty: the API refuses every purge
     purge_token: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$|^$")] = ""
 
@@ -184,6 +241,7 @@ class NetworkFile(_Strict):
     dns: DnsSettings = DnsSettings()
     edge: EdgeSettings = EdgeSettings()
     agent: AgentSettings = AgentSettings()
+    messaging: MessagingSettings = MessagingSettings()
     map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
@@ -202,9 +260,12 @@ class Network(msgspec.Struct, frozen=True):
     dns: DnsSettings
     edge: EdgeSettings
     agent: AgentSettings
+    messaging: MessagingSettings
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
-    message_key: bytes
+    message_key: bytes  # the key we send with
+    message_key_id: int
+    message_keys: dict[int, bytes]  # every key we accept, by id (the sending key among them)
     purge_token: str
     regions: tuple[Region, ...]
     machines: tuple[Machine, ...]
@@ -285,6 +346,12 @@ def _address(
 
 
 def _check_network(path: Path, f: NetworkFile) -> None:
+    k = f.keys
+    if k.accept_message_key and k.accept_message_key_id == k.message_key_id:
+        raise ConfigError(path, "$.keys.accept_message_key_id", "must differ from message_key_id")
+    for topic in f.messaging.deadlines:
+        if not re.fullmatch(r"[a-z0-9_.-]{1,64}", topic):
+            raise ConfigError(path, "$.messaging.deadlines", f"{topic!r} is not a topic name")
     if f.agent.release_grace and f.agent.release_grace < f.agent.interval:
         raise ConfigError(path, "$.agent.release_grace", "must be 0 or at least one interval")
     if f.timing.dead_after <= f.timing.heartbeat_interval:
@@ -429,12 +496,22 @@ def load_network(path: str | Path) -> Network:
         dns=f.dns,
         edge=f.edge,
         agent=f.agent,
+        messaging=msgspec.structs.replace(f.messaging, deadlines={**DEFAULT_DEADLINES, **f.messaging.deadlines}),
         map_subzones=tuple(f.map_subzones),
         client_networks=tuple(
             msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))
             for c in f.client_networks
         ),
         message_key=bytes.fromhex(f.keys.message_key),
+        message_key_id=f.keys.message_key_id,
+        message_keys={
+            f.keys.message_key_id: bytes.fromhex(f.keys.message_key),
+            **(
+                {f.keys.accept_message_key_id: bytes.fromhex(f.keys.accept_message_key)}
+                if f.keys.accept_message_key
+                else {}
+            ),
+        },
         purge_token=f.keys.purge_token,
         regions=tuple(f.regions),
         machines=machines,

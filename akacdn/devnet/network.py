@@ -1,5 +1,6 @@
-"""The devnet's configuration: 1 mapping center, 2 relays, 2 TLNS, 3 regions of
-1 LLNS + 3 edges, a demo origin; every machine on its own 127.<net>.x.y address.
+"""The devnet's configuration: 1 mapping center, 3 relays (one per region: every
+message takes 2 of them), 2 TLNS, 3 regions of 1 LLNS + 3 edges, a demo origin; every
+machine on its own 127.<net>.x.y address.
 
 `write_config(directory, ...)` writes network.toml, customers.toml and the mapping
 center's key, ready for `akacdn <daemon> --config directory/network.toml`.
@@ -54,13 +55,15 @@ def default_layout(net: int = 0) -> Layout:
     return Layout(net, 53 if root else 5353, 80 if root else 8080)
 
 
-def machines(lay: Layout, mapper_pub: str, tlns: int = 2, relays: int = 2) -> list[dict[str, object]]:
+def machines(lay: Layout, mapper_pub: str, tlns: int = 2, relays: int = 3) -> list[dict[str, object]]:
     """The machine table of a devnet-shaped network (benchmarks use fewer TLNS and relays)."""
     out: list[dict[str, object]] = []
     for i, a in enumerate(lay.tlns[:tlns], 1):
         out.append({"id": f"tlns{i}", "role": "tlns", "address": a})
     for i in range(1, relays + 1):
-        out.append({"id": f"relay{i}", "role": "relay", "address": lay.addr(20, i)})
+        out.append(
+            {"id": f"relay{i}", "role": "relay", "region": REGIONS[(i - 1) % len(REGIONS)], "address": lay.addr(20, i)}
+        )
     out.append(
         {
             "id": "mc1",

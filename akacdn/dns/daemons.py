@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 
 from ..mapping.consumer import MapHolder
+from ..mapping.follow import MapFeed
 from ..mapping.maps import AnyMap, LowMap, TopMap
+from ..mapping.messages import ANNOUNCE_TOPIC
 from ..mapping.report import send_heartbeats
-from ..messaging.client import MessagingClient
-from ..messaging.envelope import Envelope
+from ..messaging.client import Message, MessagingClient
 from ..runtime import Runtime
 from ..workers import Link, decode_stats, encode_stats, from_parent
 from .lowlevel import LowLevelZone
@@ -55,6 +56,10 @@ class Nameserver:
             return True
         return False
 
+    def version(self) -> tuple[int, int] | None:
+        m = self.holder.current
+        return (m.version[0], m.version[1]) if m is not None else None
+
 
 async def _worker_link(rt: Runtime, ns: Nameserver, link: Link) -> None:
     """Parent side: tell the worker about maps and reloads, take its counters."""
@@ -75,18 +80,30 @@ async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
     links = links or []
     ns = Nameserver(rt)
 
-    def on_message(env: Envelope) -> None:
-        if ns.offer(env.body):
+    def offer(data: bytes) -> bool:
+        if ns.offer(data):
             for link in links:
-                link.send(b"M", env.body)
+                link.send(b"M", data)
+            return True
+        return False
+
+    feed = MapFeed(rt, ns.holder.key, ns.version, offer)
+
+    def on_message(env: Message) -> None:
+        if env.topic == ANNOUNCE_TOPIC:
+            feed.on_announce(env.body)
+        else:
+            feed.heard()
+            offer(env.body)
 
     rt.on_reload(lambda _: [link.send(b"R", b"") for link in links])
-    client = MessagingClient(rt, [f"map.{ns.holder.key}"], on_message)
+    client = MessagingClient(rt, [f"map.{ns.holder.key}", ANNOUNCE_TOPIC], on_message, on_lost=feed.on_lost)
     await client.start()
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(ns.server.serve())
-            tg.create_task(client.keep_subscribed())
+            tg.create_task(client.run())
+            tg.create_task(feed.run())
             tg.create_task(rt.serve_management())
             tg.create_task(rt.watchdog())
             for link in links:

@@ -2,8 +2,10 @@
 
 A purge names URLs, a customer, or a serial. It arrives at one edge's management API
 (authenticated with the network's purge token), is applied there, and is published on
-the messaging topic `purge`, so every edge applies it: one purge reaches the network.
-Each purge carries an id; an edge applies an id once (the last `REMEMBER` ids are kept).
+the messaging topic `purge.request`; the mapping centers journal it and publish it on
+`purge`, so every edge applies it, and an edge that was down reads it from the journal
+(`purgesync`): one purge reaches the network. Each purge carries an id; an edge applies
+an id once (the last `REMEMBER` ids are kept).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import msgspec
 
 from ..config import Customer
 
-PURGE_TOPIC = "purge"
 REMEMBER = 4096
 Key = tuple[str, str]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..mapping.builder import Report, SerialReport
+from ..mapping.messages import Report, SerialReport
 
 
 class SerialCounts:

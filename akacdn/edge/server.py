@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import time
 import uuid
 from collections.abc import Callable
 from typing import Literal
@@ -19,10 +20,10 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from ..mapping.builder import REPORT_TOPIC, Report
+from ..mapping.messages import ANNOUNCE_TOPIC, PURGE_REQUEST_TOPIC, PURGE_TOPIC, REPORT_TOPIC, Report
 from ..mapping.report import send_heartbeats
-from ..messaging.client import MessagingClient
-from ..messaging.envelope import Envelope
+from ..messaging.client import Message, MessagingClient
+from ..messaging.journal import decode_entry
 from ..runtime import Runtime
 from ..workers import Link, MergedMetrics, from_parent, registry_snapshot
 from .customers import CustomerIndex
@@ -30,7 +31,8 @@ from .fetch import Fetcher
 from .handler import Handler
 from .http1 import Http1Server
 from .misslock import MissLocks
-from .purge import PURGE_TOPIC, Purge, PurgeError, Seen, selector
+from .purge import Purge, PurgeError, Seen, selector
+from .purgesync import PurgeSync
 from .tiers import TieredStore
 
 
@@ -63,7 +65,8 @@ class Edge:
         self.disk_bytes = rt.gauge("akacdn_edge_disk_bytes", "Bytes of objects in the disk store")
         self.reports_disk_bytes = True
         self.seen = Seen()
-        self.publish: Callable[[str, bytes], None] | None = None
+        self.journaled: dict[str, asyncio.Future[dict[str, int]]] = {}  # purge id -> centers' sequences
+        self.publish: Callable[[str, bytes], object] | None = None
         self.to_workers: Callable[[bytes, bytes], object] | None = None  # `[edge] workers` > 1
         self.purges = rt.counter("akacdn_edge_purges", "Purges applied", ("source",))
         self.purge_refused = rt.counter("akacdn_edge_purge_refused", "Purges refused", ("reason",))
@@ -96,12 +99,33 @@ class Edge:
         self.rt.record("purged", id=purge.id, kind=purge.kind, values=purge.values, removed=removed, source=source)
         return removed
 
-    def on_message(self, env: Envelope) -> None:
+    def apply_body(self, body: bytes, source: str) -> None:
+        """A purge as the journal holds it (the msgpack `Purge` an edge published)."""
         try:
-            self.apply_purge(_purge_dec.decode(env.body), "messaging")
+            self.apply_purge(_purge_dec.decode(body), source)
         except (msgspec.DecodeError, msgspec.ValidationError, PurgeError) as e:
             self.purge_refused.labels("bad_message").inc()
             self.rt.log.limited("purge_message_refused", error=str(e))
+
+    def wipe_disk(self) -> int:
+        """Drop every stored object (purges were missed that can no longer be named)."""
+        removed = self.store.delete_where(lambda _: True)
+        if self.to_workers is not None:
+            self.to_workers(b"W", b"")
+        return removed
+
+    def note_journaled(self, center: str, body: bytes) -> None:
+        """Tell a waiting purge API call that a center journaled its purge."""
+        if not self.journaled:
+            return
+        try:
+            entry = decode_entry(body)
+            purge_id = _purge_dec.decode(entry.body).id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        waiting = self.journaled.get(purge_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result({center: entry.seq})
 
     async def purge_api(self, req: web.Request) -> web.Response:
         """POST /purge {"kind": "url"|"customer"|"serial", "values": [...]}, bearer token."""
@@ -117,9 +141,20 @@ class Edge:
         except (msgspec.DecodeError, msgspec.ValidationError, PurgeError) as e:
             self.purge_refused.labels("bad_request").inc()
             return web.json_response({"error": str(e)}, status=400)
+        journaled: dict[str, int] = {}
         if self.publish is not None:
-            self.publish(PURGE_TOPIC, msgspec.msgpack.encode(purge))
-        return web.json_response({"id": purge.id, "removed_here": removed, "published": self.publish is not None})
+            waiting = self.journaled[purge.id] = asyncio.get_running_loop().create_future()
+            try:
+                self.publish(PURGE_REQUEST_TOPIC, msgspec.msgpack.encode(purge))
+                async with asyncio.timeout(2.0):  # a mapping center journals it: durable network-wide
+                    journaled = await waiting
+            except TimeoutError:
+                pass
+            finally:
+                del self.journaled[purge.id]
+        return web.json_response(
+            {"id": purge.id, "removed_here": removed, "published": self.publish is not None, "journaled": journaled}
+        )
 
     async def serve(self) -> None:
         server = Http1Server(self.handler)
@@ -152,7 +187,6 @@ async def publish_reports(rt: Runtime, edge: Edge, client: MessagingClient) -> N
 async def _worker_link(edge: Edge, merged: MergedMetrics, link: Link) -> None:
     """Parent side of `[edge] workers`: take each worker's counters (metrics, per-serial
     counts, requests served); purges and reloads go the other way (`Edge.to_workers`)."""
-    await link.open()
     try:
         while True:
             kind, body = await link.receive()
@@ -176,17 +210,46 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
         rt.exposed = merged
         edge.to_workers = lambda kind, body: [link.send(kind, body) for link in links]
         rt.on_reload(lambda _: edge.to_workers(b"R", b"") if edge.to_workers else None)
-    client = MessagingClient(rt, [PURGE_TOPIC], edge.on_message)
+    sync = PurgeSync(rt, edge.apply_body, edge.wipe_disk, lambda: len(edge.store.disk))
+
+    def on_message(env: Message) -> None:
+        if env.topic == PURGE_TOPIC:
+            edge.note_journaled(env.sender, env.body)
+            sync.on_entry(env.sender, env.body)
+        elif env.topic == ANNOUNCE_TOPIC:
+            sync.on_announce(env.body)
+
+    client = MessagingClient(rt, [PURGE_TOPIC, ANNOUNCE_TOPIC], on_message, on_lost=sync.on_lost)
     edge.publish = client.publish
     await client.start()
     await edge.fetcher.start()
+    for link in links:  # open now: the purge catch-up's verdict goes to the workers first
+        await link.open()
+    started = time.time()
+
+    def trust_disk(trusted: bool) -> None:
+        edge.store.distrust_before = 0.0 if trusted else started
+        if edge.to_workers is not None:
+            edge.to_workers(b"D", repr(edge.store.distrust_before).encode())
+        rt.record("disk_tier", trusted=trusted)
+
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(edge.serve())
+            tg.create_task(client.run())
             tg.create_task(rt.serve_management(lambda app: app.router.add_post("/purge", edge.purge_api)))
             tg.create_task(rt.watchdog())
+            # purges missed while down are applied before the disk tier serves again
+            rt.not_ready("purges", "reading the purge journal")
+            try:
+                async with asyncio.timeout(rt.net.messaging.catchup_wait):
+                    synced = await sync.start()
+            except TimeoutError:
+                synced = False
+            trust_disk(synced)
+            rt.ready("purges")
+            tg.create_task(sync.run(lambda: trust_disk(True)))
+            tg.create_task(edge.serve())
             tg.create_task(send_heartbeats(rt, client, edge.status))
-            tg.create_task(client.keep_subscribed())
             tg.create_task(publish_reports(rt, edge, client))
             for link in links:
                 tg.create_task(_worker_link(edge, merged, link))
@@ -206,10 +269,22 @@ async def worker_main(rt: Runtime, link: Link) -> None:
     await link.open()
     await edge.fetcher.start()
 
+    go = asyncio.Event()  # serve once the parent has caught up with the purge journal
+
     def on_frame(kind: bytes, body: bytes) -> None:
         if kind == b"P":
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, PurgeError):
                 edge.apply_purge(_purge_dec.decode(body), "parent")
+        elif kind == b"W":
+            edge.store.delete_where(lambda _: True)
+        elif kind == b"D":
+            with contextlib.suppress(ValueError):
+                edge.store.distrust_before = float(body)
+            go.set()
+
+    async def serve() -> None:
+        await go.wait()
+        await edge.serve()
 
     async def to_parent() -> None:
         while True:
@@ -224,7 +299,7 @@ async def worker_main(rt: Runtime, link: Link) -> None:
 
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(edge.serve())
+            tg.create_task(serve())
             tg.create_task(from_parent(link, rt.reload, on_frame))
             tg.create_task(to_parent())
     finally:

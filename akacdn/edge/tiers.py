@@ -19,12 +19,18 @@ class TieredStore:
         self.disk = DiskStore(rt.state_dir / "cache", rt.net.edge.disk_bytes, shared=rt.net.edge.workers > 1)
         rt.record("cache_loaded", objects=self.disk.load(), dropped=self.disk.dropped)
         self.disk_errors = rt.counter("akacdn_edge_disk_errors", "Disk store writes that failed")
+        # Until the purges missed while down are applied, objects the disk tier got before
+        # this time are not served (a miss goes to the origin and overwrites them): a purged
+        # object is never served again. 0: every stored object is good.
+        self.distrust_before = 0.0
 
     def variants(self, key: Key) -> list[Variant] | None:
         """A key's variants: from memory, else from disk (warm from before a restart)."""
         got = self.memory.get(key)
         if got is None:
             got = self.disk.get(key)
+            if got is not None and self.distrust_before:
+                got = [v for v in got if v.entry.response_time >= self.distrust_before] or None
             if got is not None:
                 self.memory.put(key, got)
         return got

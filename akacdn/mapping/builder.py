@@ -20,49 +20,7 @@ import msgspec
 
 from ..config import Network
 from .maps import AnyMap, ClientRoute, LowMap, NameServer, RegionServers, Server, TopMap, Version
-
-HEARTBEAT_TOPIC = "heartbeat"
-
-
-class Heartbeat(msgspec.Struct, frozen=True):
-    machine: str
-    role: str
-    region: str
-    healthy: bool = True
-    load: float = 0.0  # requests per second over the last interval
-    detail: str = ""
-
-
-REPORT_TOPIC = "report"  # per-serial traffic from the edges
-
-
-class SerialReport(msgspec.Struct, frozen=True, array_like=True):
-    serial: int
-    requests: int
-    hits: int  # served from the store (fresh or stale)
-    misses: int  # went to the origin
-    errors: int  # answered 5xx
-    bytes: int
-
-
-class Report(msgspec.Struct, frozen=True):
-    machine: str
-    region: str
-    interval: float  # seconds the counts cover
-    serials: list[SerialReport]
-
-
-REGION_TOPIC = "region"
-
-
-class RegionReport(msgspec.Struct, frozen=True):
-    """A region agent's view (`akacdn agent`): its peers alive and dead, what it holds."""
-
-    machine: str
-    region: str
-    alive: list[str]
-    dead: list[str]
-    holds: list[str]
+from .messages import Heartbeat, RegionReport
 
 
 class Liveness:

@@ -1,10 +1,18 @@
-"""The mapping-center daemon: hears heartbeats, builds and publishes signed maps.
+"""The mapping-center daemon: hears heartbeats, builds and publishes signed maps, and
+keeps the purge journal.
 
 The leader term is persisted and bumped at every start, so maps from a restarted center
 are newer than anything it published before. After a start the center waits one
 `dead_after` period (warm-up) before publishing, so it never publishes a map built
-from a partial view of who is alive. Maps are re-published every `map_interval`, and
-at once when a machine comes back to life.
+from a partial view of who is alive. Maps are rebuilt every `map_interval` (at once
+when a machine comes back to life); a map that changed is published on its topic at
+once (chunked over the messaging network however large) and served over HTTP
+(`messaging.transport`). Every `map_interval` an `Announce` names the versions held and
+the journal's head, so a consumer that lost a map or a purge fetches it over HTTP.
+
+Purges: an edge's purge request (topic `purge.request`) is appended to the journal
+(fsynced) and published as a journal `Entry` on `purge`; edges that were down or
+missed it read the journal from their last sequence over HTTP.
 """
 
 from __future__ import annotations
@@ -15,21 +23,25 @@ import time
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..messaging.client import MessagingClient
-from ..messaging.envelope import Envelope
+from ..messaging.client import Message, MessagingClient
+from ..messaging.journal import Journal
+from ..messaging.journal import encode as encode_entry
+from ..messaging.transport import Documents, center_routes
 from ..runtime import Runtime, atomic_write, read_file
-from .builder import (
+from .builder import Liveness, MapBook, build
+from .maps import AnyMap, sign, topic
+from .messages import (
+    ANNOUNCE_TOPIC,
     HEARTBEAT_TOPIC,
+    PURGE_REQUEST_TOPIC,
+    PURGE_TOPIC,
     REGION_TOPIC,
     REPORT_TOPIC,
+    Announce,
     Heartbeat,
-    Liveness,
-    MapBook,
     RegionReport,
     Report,
-    build,
 )
-from .maps import AnyMap, sign, topic
 
 _hb = msgspec.msgpack.Decoder(Heartbeat)
 _report = msgspec.msgpack.Decoder(Report)
@@ -60,18 +72,26 @@ class Center:
         self.live: set[str] = set()
         self.wake = asyncio.Event()
         self.signed: dict[str, bytes] = {}
-        self.client = MessagingClient(rt, [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC], self.on_message)
+        self.changed: list[str] = []  # maps built since the last publish
+        self.docs = Documents()
+        self.purges = Journal(self.rt.state_dir / "purge.journal")
+        topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC]
+        self.client = MessagingClient(rt, topics, self.on_message)
         self.serial_requests = rt.counter(
             "akacdn_serial_requests", "Requests the edges served, per serial and cache outcome", ("serial", "outcome")
         )
         self.serial_bytes = rt.counter("akacdn_serial_bytes", "Bytes the edges sent, per serial", ("serial",))
         self.serial_errors = rt.counter("akacdn_serial_errors", "5xx the edges answered, per serial", ("serial",))
         self.published = rt.counter("akacdn_maps_published", "Maps sent to the relays", ("map",))
+        self.journaled = rt.counter("akacdn_purges_journaled", "Purge requests appended to the journal")
         self.live_gauge = rt.gauge("akacdn_live_machines", "Machines heard healthy", ("role",))
         self.refused = rt.counter("akacdn_heartbeats_refused", "Heartbeats refused", ("reason",))
         self.seq_gauge = rt.gauge("akacdn_map_built_seq", "Sequence of the newest map built", ("map",))
 
-    def on_message(self, env: Envelope) -> None:
+    def on_message(self, env: Message) -> None:
+        if env.topic == PURGE_REQUEST_TOPIC:
+            self.on_purge(env)
+            return
         if env.topic == REPORT_TOPIC:
             self.on_report(env)
             return
@@ -86,7 +106,14 @@ class Center:
         elif hb.healthy and hb.machine not in self.live:
             self.wake.set()
 
-    def on_region(self, env: Envelope) -> None:
+    def on_purge(self, env: Message) -> None:
+        """Journal an edge's purge (durably), then tell every edge."""
+        entry = self.purges.append(env.body, time.time())
+        self.journaled.inc()
+        self.rt.record("purge_journaled", seq=entry.seq, by=env.sender)
+        self.client.publish(PURGE_TOPIC, encode_entry(entry))
+
+    def on_region(self, env: Message) -> None:
         """A region agent reports dead peers: rebuild at once without them."""
         try:
             report = _region.decode(env.body)
@@ -98,7 +125,7 @@ class Center:
             self.rt.record("reported_down", by=report.machine, down=down)
             self.wake.set()
 
-    def on_report(self, env: Envelope) -> None:
+    def on_report(self, env: Message) -> None:
         report = _report.decode(env.body)
         if report.machine != env.sender:
             self.refused.labels("report_sender_mismatch").inc()
@@ -126,13 +153,23 @@ class Center:
         fresh: list[AnyMap] = ([top] if top else []) + list(lows)
         for m in self.book.update(fresh):
             self.signed[m.key] = sign(self.key, self.rt.machine.id, m)
+            self.docs.put(m.key, m.version, self.signed[m.key])
+            self.changed.append(m.key)
             self.seq_gauge.labels(m.key).set(m.version[1])
             self.rt.record("map_built", map=m.key, term=m.version[0], seq=m.version[1])
 
     def publish(self) -> None:
-        for key, data in self.signed.items():
-            self.client.publish(topic(self.book.maps[key]), data)
+        """Changed maps at once; then the announcement of what we hold."""
+        for key in dict.fromkeys(self.changed):
+            self.client.publish(topic(self.book.maps[key]), self.signed[key])
             self.published.labels(key).inc()
+        self.changed.clear()
+        self.announce()
+
+    def announce(self) -> None:
+        maps = {k: (m.version[0], m.version[1]) for k, m in self.book.maps.items()}
+        journals = {"purge": (self.purges.id, self.purges.head)}
+        self.client.publish(ANNOUNCE_TOPIC, msgspec.msgpack.encode(Announce(self.rt.machine.id, maps, journals)))
 
     async def run(self) -> None:
         t = self.rt.net.timing
@@ -141,10 +178,11 @@ class Center:
         self.rt.record("started", term=self.term)
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.rt.serve_management())
+                tg.create_task(self.rt.serve_management(center_routes(self.rt, self.docs, {"purge": self.purges})))
                 tg.create_task(self.rt.watchdog())
-                tg.create_task(self.client.keep_subscribed())
+                tg.create_task(self.client.run())
                 await asyncio.sleep(t.dead_after)
+                self.announce()  # the purge journal is served from the start: say so
                 self.rt.ready("warmup")
                 while True:
                     self.rebuild()

@@ -9,7 +9,7 @@ import msgspec
 
 from ..messaging.client import MessagingClient
 from ..runtime import Runtime
-from .builder import HEARTBEAT_TOPIC, Heartbeat
+from .messages import HEARTBEAT_TOPIC, Heartbeat
 
 _enc = msgspec.msgpack.Encoder()
 

@@ -11,9 +11,10 @@ import time
 
 from ..config import Network
 from ..runtime import atomic_write
-from .builder import Heartbeat, MapBook, build
+from .builder import MapBook, build
 from .center import load_private_key
 from .maps import AnyMap, sign
+from .messages import Heartbeat
 
 
 def seed_maps(net: Network, term: int = 1) -> list[AnyMap]:

@@ -2,12 +2,16 @@
 
 One per machine that takes part in IP takeover (a machine with `host_address`). It
 beacons its state to the region peers (the same role in the same region) over UDP on
-`host_address:ports.agent` every `[agent] interval`, HMAC-sealed with the network's
-message key; checks its own service (the daemon's `/readyz` on the machine's management
-port) every `check_interval`; and feeds both, with ticks, to the pure `takeover` core,
-carrying out what it returns through `actions` (address add/remove by netlink,
-gratuitous ARP bursts plus one refresh later). It publishes what it sees on the
-messaging topic `region` for the mapping centers. Runs on the stock asyncio loop
+`host_address:ports.agent` every `[agent] interval`, as messaging datagrams (sealed with
+the network's message key, a stream of its own: `messaging.envelope`) that go through
+the same replay protection as every message (`messaging.receiver`: a beacon at or below
+the newest heard from that peer, or older than `[messaging] max_age`, is refused, so a
+recorded beacon of a dead peer cannot keep it "alive"); checks its own service (the
+daemon's `/readyz` on the machine's management port) every `check_interval`; and
+feeds both, with ticks, to the pure `takeover` core, carrying out what it returns
+through `actions` (address add/remove by netlink, gratuitous ARP bursts plus one refresh
+later). It publishes what it sees on the messaging topic `region` for the mapping
+centers. Runs on the stock asyncio loop
 (pyroute2 0.9 fails under uvloop); scapy is imported once, at start.
 """
 
@@ -20,9 +24,10 @@ from typing import Any
 import msgspec
 
 from ..config import Machine
-from ..mapping.builder import REGION_TOPIC, RegionReport
-from ..messaging.client import MessagingClient
-from ..messaging.envelope import Envelope, EnvelopeError, open_envelope, seal
+from ..mapping.messages import REGION_TOPIC, RegionReport
+from ..messaging.client import MessagingClient, limits
+from ..messaging.envelope import DATA, Datagram, EnvelopeError, Keyring, fresh
+from ..messaging.receiver import Receiver
 from ..runtime import Runtime
 from .takeover import Action, Add, Announce, Heartbeat, Member, Release, Settings, Takeover
 
@@ -106,7 +111,11 @@ class Agent:
         self.alive_peers = rt.gauge("akacdn_agent_peers_alive", "Region peers alive (not counting us)")
         self.healthy = rt.gauge("akacdn_agent_healthy", "1 while our own service passes its checks")
         self.publish: MessagingClient | None = None
-        self._seq = time.time_ns()
+        self._epoch = time.time_ns()
+        self._seq = 0
+        self.keyring = Keyring(rt.net.message_keys, rt.net.message_key_id)
+        rt.on_reload(lambda net: setattr(self, "keyring", Keyring(net.message_keys, net.message_key_id)))
+        self.beacons = Receiver(lambda _: 0.0, limits(rt.net))  # newest wins: no recovery
         self._bursts: dict[str, asyncio.Task[None]] = {}
         # released by the core, not yet off the interface: beacons still say we hold them
         self._releasing: set[str] = set()
@@ -119,15 +128,30 @@ class Agent:
             self.refused.labels("unknown_source").inc()
             return
         try:
-            env = open_envelope(self.rt.net.message_key, data)
-            hb = _hb_dec.decode(env.body)
-        except (EnvelopeError, msgspec.DecodeError, msgspec.ValidationError):
+            d = self.keyring.open(data)
+        except EnvelopeError:
             self.refused.labels("bad_beacon").inc()
             return
-        if env.topic != BEACON_TOPIC or hb.sender != peer.id:
+        if d.kind != DATA or d.topic != BEACON_TOPIC or d.sender != peer.id:
             self.refused.labels("wrong_sender").inc()  # a peer speaks only for itself
             return
-        self._do(self.core.heard(time.monotonic(), hb))  # before our start: only noted
+        if not fresh(d.sent_at, time.time(), self.rt.net.messaging.max_age):
+            self.refused.labels("too_old").inc()
+            return
+        now = time.monotonic()
+        verdict, msg = self.beacons.datagram(now, d, addr)
+        if msg is None:
+            self.refused.labels(verdict).inc()  # duplicate (a replay), stale_epoch, ...
+            return
+        try:
+            hb = _hb_dec.decode(msg.body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.refused.labels("bad_beacon").inc()
+            return
+        if hb.sender != peer.id:
+            self.refused.labels("wrong_sender").inc()
+            return
+        self._do(self.core.heard(now, hb))  # before our start: only noted
 
     async def check_own_service(self) -> bool:
         """The local daemon's readiness (`/readyz` on its management port)."""
@@ -219,8 +243,9 @@ class Agent:
         hb = self.core.beacon(time.monotonic())
         if self._releasing:  # still on our interface: an owner must not add it yet
             hb = msgspec.structs.replace(hb, holds=tuple(sorted({*hb.holds, *self._releasing})))
-        env = Envelope(self.me.id, BEACON_TOPIC, self._seq, time.time(), _hb_enc.encode(hb))
-        data = seal(self.rt.net.message_key, env)
+        body = _hb_enc.encode(hb)
+        beacon = Datagram(DATA, self.me.id, BEACON_TOPIC, self._epoch, self._seq, 0, 1, len(body), time.time(), body)
+        data = self.keyring.seal(beacon)
         for p in self.peers:
             if p.id != self.me.id:
                 self._transport.sendto(data, (p.host_address, self.rt.net.ports.agent))
@@ -306,6 +331,7 @@ async def main(rt: Runtime) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(agent.run())
+            tg.create_task(client.run())
             tg.create_task(rt.serve_management(port=rt.net.ports.agent))
             tg.create_task(rt.watchdog())
     finally:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from akacdn.devnet.network import BASE_DOMAIN
 from akacdn.devnet.supervisor import Devnet
 from akacdn.mapping.maps import LowMap, RegionServers, Server, sign
-from akacdn.messaging.envelope import Envelope, seal
+from akacdn.messaging.envelope import DATA, Datagram, Keyring
 
 from .conftest import dig, wait_for
 
@@ -24,12 +24,16 @@ def send_udp(addr: str, port: int, data: bytes) -> None:
         s.sendto(data, (addr, port))
 
 
+def _ring(devnet: Devnet) -> Keyring:
+    return Keyring(devnet.net.message_keys, devnet.net.message_key_id)
+
+
 def test_relay_drops_forged_and_replayed_messages(devnet: Devnet) -> None:
     relay = devnet.net.machine("relay1")
     port = devnet.net.ports.messaging
-    env = Envelope("r1-e1", "heartbeat", int(time.time() * 1e6) + 10**9, time.time(), b"\x80")
-    good = seal(devnet.net.message_key, env)
-    forged = seal(os.urandom(32), env)
+    d = Datagram(DATA, "r1-e1", "heartbeat", time.time_ns() + 10**15, 1, 0, 1, 1, time.time(), b"\x80")
+    good = _ring(devnet).seal(d)
+    forged = Keyring({devnet.net.message_key_id: os.urandom(32)}, devnet.net.message_key_id).seal(d)
 
     send_udp(relay.address, port, forged)
     send_udp(relay.address, port, b"\x00" * 10)
@@ -49,9 +53,9 @@ def test_llns_refuses_a_map_with_a_bad_signature(devnet: Devnet) -> None:
     bad = (Server("mc1", "r1", "198.51.100.66", 100),) * 2
     evil = LowMap((10**6, 1), time.time(), (RegionServers("r1", bad, True),))
     body = sign(Ed25519PrivateKey.generate(), "mc1", evil)
-    env = Envelope("mc1", "map.low", int(time.time() * 1e6) + 10**9, time.time(), body)
+    d = Datagram(DATA, "mc1", "map.low", time.time_ns() + 10**15, 1, 0, 1, len(body), time.time(), body)
     for relay in devnet.net.by_role("relay"):
-        send_udp(relay.address, devnet.net.ports.messaging, seal(devnet.net.message_key, env))
+        send_udp(relay.address, devnet.net.ports.messaging, _ring(devnet).seal(d))
     wait_for(
         lambda: devnet.metric("r1-llns", "akacdn_maps_refused_total", reason="bad_signature") >= 1,
         5,

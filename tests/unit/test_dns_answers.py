@@ -25,8 +25,9 @@ from akacdn.config import Network
 from akacdn.dns.lowlevel import LowLevelZone
 from akacdn.dns.toplevel import TopLevelZone
 from akacdn.dns.wire import EDNS_BUFFER, VERSION, Reply, respond
-from akacdn.mapping.builder import Heartbeat, MapBook, build
+from akacdn.mapping.builder import MapBook, build
 from akacdn.mapping.maps import LowMap, TopMap
+from akacdn.mapping.messages import Heartbeat
 
 BASE = "akacdn.test"
 CLIENT = "192.0.2.1"

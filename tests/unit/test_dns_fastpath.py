@@ -24,8 +24,9 @@ from akacdn.dns.rrl import DROP, SEND, SLIP, RateLimiter, truncated
 from akacdn.dns.toplevel import TopLevelZone
 from akacdn.dns.udp import UdpBatch
 from akacdn.dns.wire import respond
-from akacdn.mapping.builder import Heartbeat, MapBook, build
+from akacdn.mapping.builder import MapBook, build
 from akacdn.mapping.maps import ClientRoute
+from akacdn.mapping.messages import Heartbeat
 from akacdn.mapping.routing import ClientRoutes
 
 BASE = "akacdn.test"

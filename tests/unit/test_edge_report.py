@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from akacdn.edge.report import SerialCounts
-from akacdn.mapping.builder import Report, SerialReport
+from akacdn.mapping.messages import Report, SerialReport
 
 
 def test_counts_by_serial_and_outcome_then_reset() -> None:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from akacdn.config import Network
 from akacdn.mapping.assign import client_bucket, nameservers_for_client, servers_for_serial
-from akacdn.mapping.builder import Heartbeat, Liveness, MapBook, RegionReport, build
+from akacdn.mapping.builder import Liveness, MapBook, build
 from akacdn.mapping.maps import LowMap, MapError, NameServer, Server, SignedMap, TopMap, newer, sign, verify
+from akacdn.mapping.messages import Heartbeat, RegionReport
 
 # --- helpers ---------------------------------------------------------------------------------
 

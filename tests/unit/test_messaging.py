@@ -1,4 +1,5 @@
-"""Messaging cores: the authenticated envelope, the replay guard, the relay's subscription table."""
+"""Messaging cores: the authenticated datagram envelope (keys, rotation, fuzz), the replay guard of
+control datagrams, the relay's subscription table."""
 
 from __future__ import annotations
 
@@ -10,69 +11,141 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from akacdn.messaging.envelope import MAX_DATAGRAM, TAG, Envelope, EnvelopeError, open_envelope, seal
+from akacdn.messaging.envelope import (
+    DATA,
+    HEADER,
+    MAX_DATAGRAM,
+    NACK,
+    TAG,
+    Datagram,
+    EnvelopeError,
+    Keyring,
+    Nack,
+    Want,
+    decode_nack,
+    decode_topics,
+    encode,
+)
 from akacdn.messaging.replay import ReplayGuard
 from akacdn.messaging.subscriptions import SubscriptionTable
 
 KEY = bytes(range(32))
-ENV = Envelope("r1-e1", "heartbeat", 1_700_000_000_000_000, 1_700_000_000.25, b"\x81\xa1k\xa1v")
+RING = Keyring({1: KEY}, 1)
+DG = Datagram(DATA, "r1-e1", "heartbeat", 1_700_000_000_000_000_000, 7, 0, 1, 5, 1_700_000_000.25, b"\x81\xa1k\xa1v")
 
 # --- envelope --------------------------------------------------------------------------------
 
 
 def test_seal_open_round_trip() -> None:
-    data = seal(KEY, ENV)
-    assert len(data) > TAG
-    assert open_envelope(KEY, data) == ENV
+    data = RING.seal(DG)
+    assert len(data) > HEADER and data[TAG] == 1
+    assert RING.open(data) == DG
 
 
 @given(
-    sender=st.text(max_size=40),
-    topic=st.text(max_size=40),
+    sender=st.text(max_size=64),
+    topic=st.text(max_size=64),
+    epoch=st.integers(0, 2**63 - 1),
     seq=st.integers(0, 2**63 - 1),
+    part=st.integers(0, 65535),
     sent_at=st.floats(allow_nan=False, allow_infinity=False),
     body=st.binary(max_size=2000),
 )
-def test_round_trip_any_message(sender: str, topic: str, seq: int, sent_at: float, body: bytes) -> None:
-    env = Envelope(sender, topic, seq, sent_at, body)
-    assert open_envelope(KEY, seal(KEY, env)) == env
+def test_round_trip_any_datagram(
+    sender: str, topic: str, epoch: int, seq: int, part: int, sent_at: float, body: bytes
+) -> None:
+    d = Datagram(DATA, sender, topic, epoch, seq, part, 65535, len(body), sent_at, body)
+    assert RING.open(RING.seal(d)) == d
 
 
-def _reason(key: bytes, data: bytes) -> str:
+def _reason(ring: Keyring, data: bytes) -> str:
     with pytest.raises(EnvelopeError) as got:
-        open_envelope(key, data)
+        ring.open(data)
     return got.value.reason
 
 
 @pytest.mark.parametrize(
     "where",
-    [0, TAG - 1, TAG, TAG + 5, -1],
+    [0, TAG - 1, HEADER, HEADER + 5, -1],
     ids=["tag-first", "tag-last", "payload-first", "payload-mid", "payload-last"],
 )
 def test_flipped_byte_is_bad_mac(where: int) -> None:
-    data = bytearray(seal(KEY, ENV))
+    data = bytearray(RING.seal(DG))
     data[where] ^= 0x01
-    assert _reason(KEY, bytes(data)) == "bad_mac"
+    assert _reason(RING, bytes(data)) == "bad_mac"
 
 
 def test_wrong_key_is_bad_mac() -> None:
-    assert _reason(bytes(32), seal(KEY, ENV)) == "bad_mac"
+    assert _reason(Keyring({1: bytes(32)}, 1), RING.seal(DG)) == "bad_mac"
 
 
-@pytest.mark.parametrize("size", [0, 1, TAG, MAX_DATAGRAM + 1])
-def test_short_or_oversized_is_size(size: int) -> None:
-    assert _reason(KEY, b"\x00" * size) == "size"
+def test_key_id_names_the_key_and_an_unknown_id_is_refused() -> None:
+    data = bytearray(RING.seal(DG))
+    data[TAG] = 9
+    assert _reason(RING, bytes(data)) == "unknown_key"
 
 
-def test_valid_mac_over_non_msgpack_is_malformed() -> None:
-    for payload in (b"\xc1", b"not msgpack at all", msgspec.msgpack.encode(["only", "three", 3])):
-        data = hmac.digest(KEY, payload, hashlib.sha256) + payload
-        assert _reason(KEY, data) == "malformed"
-
-
-def test_seal_refuses_a_message_bigger_than_a_datagram() -> None:
+def test_rotation_two_keys_accepted_only_the_sending_one_used() -> None:
+    old, new = Keyring({1: KEY}, 1), Keyring({2: b"n" * 32}, 2)
+    both_old = Keyring({1: KEY, 2: b"n" * 32}, 1)  # phase 1: new key accepted, old still sent
+    both_new = Keyring({1: KEY, 2: b"n" * 32}, 2)  # phase 2: new key sent, old still accepted
+    for sender in (old, both_old, both_new, new):
+        for receiver in (old, both_old, both_new, new):
+            data = sender.seal(DG)
+            if data[TAG] in receiver.keys:
+                assert receiver.open(data) == DG
+            else:
+                assert _reason(receiver, data) == "unknown_key"
+    assert both_new.seal(DG)[TAG] == 2 and both_old.seal(DG)[TAG] == 1
     with pytest.raises(ValueError):
-        seal(KEY, Envelope("a", "t", 1, 0.0, b"x" * MAX_DATAGRAM))
+        Keyring({1: KEY}, 2)
+
+
+@pytest.mark.parametrize("size", [0, 1, TAG, HEADER, MAX_DATAGRAM + 1])
+def test_short_or_oversized_is_size(size: int) -> None:
+    assert _reason(RING, b"\x01" * size) == "size"
+
+
+def test_valid_mac_over_non_msgpack_or_out_of_range_fields_is_malformed() -> None:
+    bad = [
+        b"\xc1",
+        b"not msgpack at all",
+        msgspec.msgpack.encode(["only", "three", 3]),
+        msgspec.msgpack.encode([9, "s", "t", 1, 1, 0, 1, 1, 0.0, b""]),  # unknown kind
+        msgspec.msgpack.encode([0, "s" * 65, "t", 1, 1, 0, 1, 1, 0.0, b""]),  # sender too long
+        msgspec.msgpack.encode([0, "s", "t", -1, 1, 0, 1, 1, 0.0, b""]),  # negative epoch
+        msgspec.msgpack.encode([0, "s", "t", 1, 1, 70000, 1, 1, 0.0, b""]),  # part out of range
+    ]
+    for raw in bad:
+        payload = b"\x01" + raw
+        data = hmac.digest(KEY, payload, hashlib.sha256) + payload
+        assert _reason(RING, data) == "malformed"
+
+
+@settings(max_examples=500)
+@given(data=st.binary(max_size=300))
+def test_open_raises_only_envelope_error_on_anything(data: bytes) -> None:
+    try:
+        RING.open(data)
+    except EnvelopeError:
+        pass
+    payload = b"\x01" + data  # and with a valid tag over arbitrary bytes
+    try:
+        RING.open(hmac.digest(KEY, payload, hashlib.sha256) + payload)
+    except EnvelopeError:
+        pass
+
+
+def test_nack_and_topics_bodies() -> None:
+    n = Nack("mc1", "map.low", 5, [Want(3, []), Want(4, [(0, 2), (7, 9)])])
+    assert decode_nack(encode(n)) == n
+    assert decode_topics(encode(["a", "b"])) == ["a", "b"]
+    for bad in (b"\xc1", encode([1, 2]), encode(["x" * 65]), encode([["s", "t", 1, []]])):
+        with pytest.raises(EnvelopeError):
+            decode_topics(bad)
+        with pytest.raises(EnvelopeError):
+            decode_nack(bad)
+    assert NACK == 2
 
 
 # --- replay guard ----------------------------------------------------------------------------
