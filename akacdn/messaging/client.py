@@ -137,7 +137,8 @@ class MessagingClient:
         self.health = RelayHealth(now, dead_after=3 * interval, grace=2 * interval)
         self.guard = ReplayGuard(max_age=m.max_age)  # for control datagrams (NACK, ACK)
         self._ctl_seq = time.time_ns()
-        self._queue: deque[tuple[bytes, list[tuple[str, int]]]] = deque()
+        # paced sends: (datagram, targets, the message's topic and seq when it is its last part)
+        self._queue: deque[tuple[bytes, list[tuple[str, int]], tuple[str, int] | None]] = deque()
         self._queued_bytes = 0
         self._send_ready = asyncio.Event()
         self._wake = asyncio.Event()
@@ -187,21 +188,24 @@ class MessagingClient:
         for d in self.outbox.message(topic, body, wall, now):
             data = self.keyring.seal(d)
             self.history.add(now, stream, d.seq, d.part, data)
+            last = (topic, d.seq) if d.part == d.parts - 1 else None
             if not self._queue and self.pacer.take(now) == 0.0:
-                self._send(data, targets)
+                self._send(data, targets, last)
             else:
-                self._queue.append((data, targets))
+                self._queue.append((data, targets, last))
                 self._queued_bytes += len(data)
                 self._send_ready.set()
         self.stats.sent(topic)
         return True
 
-    def _send(self, data: bytes, targets: list[tuple[str, int]]) -> None:
+    def _send(self, data: bytes, targets: list[tuple[str, int]], last: tuple[str, int] | None) -> None:
         assert self._transport is not None
         for target in targets:
             self._transport.sendto(data, target)
             self.budget.earn(target)
         self.stats.datagrams_out("data", len(targets))
+        if last is not None:
+            self.outbox.flushed(*last)
 
     async def _paced_sends(self) -> None:
         while True:
@@ -211,9 +215,9 @@ class MessagingClient:
                 if wait:
                     await asyncio.sleep(wait)
                     continue
-                data, targets = self._queue.popleft()
+                data, targets, last = self._queue.popleft()
                 self._queued_bytes -= len(data)
-                self._send(data, targets)
+                self._send(data, targets, last)
             self._send_ready.clear()
 
     def _control(self, kind: int, topic: str, body: bytes) -> bytes:

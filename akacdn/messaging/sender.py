@@ -6,7 +6,9 @@ and cuts it into DATA datagrams of at most `chunk` bytes of payload, every one c
 the whole message's size and part count so a receiver can reassemble in any order.
 `states()` gives the STATE notes ("this stream has sent up to seq N") of the streams
 that sent within their recovery deadline, so a receiver notices a lost tail; streams
-of no-recovery topics never need them.
+of no-recovery topics never need them. N is the last message whose every datagram has
+left (`flushed`): a note naming one still in the pacing queue would make receivers
+ask for what is merely not sent yet.
 
 `Pacer` spreads bursts: a token bucket of `rate` datagrams per second with `burst`
 tokens, so a 1.3 MB map leaves as a steady stream rather than 1,100 datagrams at once
@@ -27,6 +29,7 @@ class Outbox:
         self.sender, self.epoch, self.chunk = sender, epoch, chunk
         self.policy = policy
         self._seq: dict[str, int] = {}
+        self._flushed: dict[str, int] = {}  # the last message wholly handed to the socket
         self._sent_at: dict[str, float] = {}  # monotonic time of the topic's last message
 
     def message(self, topic: str, body: bytes, wall: float, now: float) -> list[Datagram]:
@@ -63,8 +66,15 @@ class Outbox:
             if not deadline or now - at > deadline:
                 del self._sent_at[topic]
                 continue
-            out.append(Datagram(STATE, self.sender, topic, self.epoch, self._seq[topic], 0, 0, 0, wall, b""))
+            flushed = self._flushed.get(topic)
+            if flushed:
+                out.append(Datagram(STATE, self.sender, topic, self.epoch, flushed, 0, 0, 0, wall, b""))
         return out
+
+    def flushed(self, topic: str, seq: int) -> None:
+        """The last datagram of message `seq` has left."""
+        if seq > self._flushed.get(topic, 0):
+            self._flushed[topic] = seq
 
     def last(self, topic: str) -> int:
         return self._seq.get(topic, 0)

@@ -151,6 +151,7 @@ def test_state_note_reveals_a_lost_tail() -> None:
     ds = [box.message("map.low", b"x", 0.0, 0.0)[0] for _ in range(3)]
     rx.datagram(0.0, ds[0], R1)  # 2 and 3 lost: nothing after them shows the gap
     assert rx.next_deadline() is None
+    box.flushed("map.low", 3)  # all three have left the sender
     (note,) = box.states(0.0, 0.1)
     assert note.kind == STATE and note.seq == 3
     assert rx.state(0.1, note, R1) == "ok"
@@ -375,6 +376,7 @@ def test_simulated_network_delivers_each_message_once_and_intact(
         ds = box.message("map.low", body, t, t)
         bodies[ds[0].seq] = body
         net.publish(t, ds)
+        box.flushed("map.low", ds[0].seq)
         t += rnd.uniform(0.0, 0.05)
     for note_at in (t + 0.1, t + 0.6, t + 1.5):  # the publisher's STATE notes reveal a lost tail
         net.run(note_at)

@@ -44,8 +44,14 @@ def test_streams_are_numbered_per_topic_from_one() -> None:
 def test_state_notes_only_for_recent_streams_of_recovering_topics() -> None:
     box = Outbox("e1", 9, 100, policy)
     box.message("map.low", b"x", 0.0, 0.0)
+    assert box.states(0.5, 0.5) == []  # nothing has left yet (still in the pacing queue)
+    box.flushed("map.low", 1)
     box.message("map.low", b"x", 0.0, 1.0)
     box.message("heartbeat", b"x", 0.0, 1.0)
+    (note,) = box.states(2.0, 2.0)
+    assert note.seq == 1  # message 2 has not wholly left: not named yet
+    box.flushed("map.low", 2)
+    box.flushed("map.low", 1)  # (out of order: the highest stays)
     (note,) = box.states(2.0, 2.0)
     assert note.kind == STATE and note.topic == "map.low" and note.seq == 2 and note.epoch == 9
     assert box.states(7.0, 6.5) == []  # past the deadline: nobody is recovering it any more
