@@ -8,7 +8,8 @@ get it again, within the `Budget`. STATE notes go out every `state_interval` for
 streams still within their recovery deadline.
 
 Subscribing: SUBSCRIBE renews a lease with every relay each `subscribe_interval`; the
-relays' ACKs tell us which are alive. DATA goes through the `receiver.Receiver` (dedupe,
+relays' ACKs tell us which are alive. Only datagrams from a configured relay's address
+are looked at. DATA goes through the `receiver.Receiver` (dedupe,
 reassembly, gap detection); whole messages go to `on_message(Message)`; NACKs go to the
 relays the stream came through; messages given up go to `on_lost(topic, sender, seq)`
 (a map consumer fetches over HTTP then). Everything refused is counted by reason.
@@ -39,7 +40,7 @@ from .envelope import (
     Nack,
     decode_nack,
     encode,
-    fresh,
+    stale,
 )
 from .history import Budget, History
 from .paths import Relay, RelayHealth, choose
@@ -301,18 +302,22 @@ class MessagingClient:
 
     # -- receiving ------------------------------------------------------------------------
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
+        relay = self.by_address.get(addr)
+        if relay is None:  # everything reaches us through a relay: the rest is not checked further
+            self.stats.dropped("", "not_from_relay")
+            self.rt.log.limited("message_refused", reason="not_from_relay", peer=addr[0])
+            return
         try:
             d = self.keyring.open(data)
         except EnvelopeError as e:
             self.stats.dropped("", e.reason)
             self.rt.log.limited("message_refused", reason=e.reason, peer=addr[0])
             return
-        relay = self.by_address.get(addr)
         now = time.monotonic()
-        if relay is not None:
-            self.health.heard(relay.id, now)
-        if not fresh(d.sent_at, time.time(), self.rt.net.messaging.max_age):
-            self.stats.dropped(d.topic, "too_old")
+        self.health.heard(relay.id, now)
+        why = stale(d, time.time(), self.rt.net.messaging.max_age)
+        if why is not None:
+            self.stats.dropped(d.topic, why)
             return
         kind = d.kind
         if kind == DATA:
@@ -324,7 +329,7 @@ class MessagingClient:
         elif kind == NACK:
             self._nacked(now, d, addr)
         elif kind == ACK:
-            if relay is None or self.guard.check(d.sender, d.seq, d.sent_at, time.time()) != "ok":
+            if self.guard.check(d.sender, d.seq, d.sent_at, time.time()) != "ok":
                 self.stats.dropped("", "bad_ack")
         else:
             self.stats.dropped("", "unexpected_kind")

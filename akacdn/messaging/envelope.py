@@ -138,6 +138,12 @@ def encode(obj: object) -> bytes:
     return _enc.encode(obj)
 
 
-def fresh(sent_at: float, now: float, max_age: float) -> bool:
-    """Whether a datagram's send time is within `max_age` of our clock (either way)."""
-    return abs(now - sent_at) <= max_age
+def stale(d: Datagram, now: float, max_age: float) -> str | None:
+    """Why a datagram's times are not believable, or None: its send time must be within
+    `max_age` of our clock (either way), and its epoch (the sender's start) not after its
+    send time, so no stream can claim an epoch from the future and shut out the real one."""
+    if abs(now - d.sent_at) > max_age:
+        return "too_old"
+    if d.epoch > (d.sent_at + 1.0) * 1e9:
+        return "bad_epoch"
+    return None

@@ -2,7 +2,10 @@
 keeps a short retransmit history, and recovers its own losses from the publishers.
 
 Per datagram (asyncio shell; the decisions are in the pure cores):
-- DATA: tag checked (forgeries are not amplified), `max_age` checked, then the relay's
+- Every datagram: tag checked (forgeries are not amplified), then its source address
+  must be one of the sending machine's configured addresses ("wrong_source": a replay
+  from elsewhere, or a subscription made for someone else's address).
+- DATA: `max_age` checked, then the relay's
   own `Receiver` (no reassembly) says whether it is new: a duplicate or a replay is
   dropped, a new one goes into the `History` and to every live subscriber of the topic
   (`SubscriptionTable`), each of which earns retransmission credit (`Budget`).
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ..config import Network
 from ..runtime import Runtime
 from .client import limits, nack_bodies, tune_socket
 from .envelope import (
@@ -32,7 +36,7 @@ from .envelope import (
     Keyring,
     decode_nack,
     decode_topics,
-    fresh,
+    stale,
 )
 from .history import Budget, History
 from .receiver import Receiver
@@ -46,8 +50,8 @@ class RelayProtocol(asyncio.DatagramProtocol):
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         m = rt.net.messaging
-        self.keyring = Keyring(rt.net.message_keys, rt.net.message_key_id)
-        rt.on_reload(lambda net: setattr(self, "keyring", Keyring(net.message_keys, net.message_key_id)))
+        self.configure(rt.net)
+        rt.on_reload(self.configure)
         self.lease = rt.net.timing.subscribe_interval * 3
         self.table = SubscriptionTable()
         self.receiver = Receiver(m.deadline, limits(rt.net), reassemble=False, started=time.time_ns())
@@ -68,6 +72,11 @@ class RelayProtocol(asyncio.DatagramProtocol):
         self.history_bytes = rt.gauge("akacdn_relay_history_bytes", "Bytes in the retransmit history")
         self._fwd: dict[str, object] = {}
 
+    def configure(self, net: Network) -> None:
+        """Keys, and where each machine may send from, from a (re)loaded config."""
+        self.keyring = Keyring(net.message_keys, net.message_key_id)
+        self.sources = {m.id: {a for a in (m.address, m.host_address, m.address6) if a} for m in net.machines}
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
@@ -81,8 +90,13 @@ class RelayProtocol(asyncio.DatagramProtocol):
             self.dropped.labels(e.reason).inc()
             self.rt.log.limited("message_refused", reason=e.reason, peer=addr[0])
             return
-        if not fresh(d.sent_at, time.time(), self.rt.net.messaging.max_age):
-            self.dropped.labels("too_old").inc()
+        if addr[0] not in self.sources.get(d.sender.split("/", 1)[0], ()):
+            self.dropped.labels("wrong_source").inc()
+            self.rt.log.limited("wrong_source", sender=d.sender, peer=addr[0])
+            return
+        why = stale(d, time.time(), self.rt.net.messaging.max_age)
+        if why is not None:
+            self.dropped.labels(why).inc()
             return
         kind = d.kind
         if kind == DATA:

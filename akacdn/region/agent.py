@@ -26,7 +26,7 @@ import msgspec
 from ..config import Machine
 from ..mapping.messages import REGION_TOPIC, RegionReport
 from ..messaging.client import MessagingClient, limits
-from ..messaging.envelope import DATA, Datagram, EnvelopeError, Keyring, fresh
+from ..messaging.envelope import DATA, Datagram, EnvelopeError, Keyring, stale
 from ..messaging.receiver import Receiver
 from ..runtime import Runtime
 from .takeover import Action, Add, Announce, Heartbeat, Member, Release, Settings, Takeover
@@ -135,8 +135,9 @@ class Agent:
         if d.kind != DATA or d.topic != BEACON_TOPIC or d.sender != peer.id:
             self.refused.labels("wrong_sender").inc()  # a peer speaks only for itself
             return
-        if not fresh(d.sent_at, time.time(), self.rt.net.messaging.max_age):
-            self.refused.labels("too_old").inc()
+        why = stale(d, time.time(), self.rt.net.messaging.max_age)
+        if why is not None:
+            self.refused.labels(why).inc()
             return
         now = time.monotonic()
         verdict, msg = self.beacons.datagram(now, d, addr)

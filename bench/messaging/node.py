@@ -10,7 +10,7 @@ index, so a subscriber knows each message is whole and intact. The subscriber wr
 JSON line per message (index, seq, size, latency from the publisher's send time,
 recovered by NACK, intact) and serves /metrics like a daemon; the publisher writes one
 per message sent, then stays `--linger` seconds to answer NACKs. `--dump` writes the
-first message's sealed datagrams (length-prefixed) for replay tests. SIGTERM ends both.
+sealed datagrams of one message (length-prefixed) for replay tests. SIGTERM ends both.
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ async def publisher(rt: Runtime, a: argparse.Namespace) -> None:
             ok = client.publish(a.topic, make_body(i, size))
             f.write(json.dumps({"i": i, "seq": client.outbox.last(a.topic), "size": size, "at": time.time(),
                                 "ok": ok}) + "\n")  # fmt: skip
-            if i == 0 and a.dump:
+            if i == a.dump_index and a.dump:
                 stream = (client.sender, a.topic, client.epoch)
                 with open(a.dump, "wb") as d:
-                    for data in client.history.lookup(stream, 1, []):
+                    for data in client.history.lookup(stream, client.outbox.last(a.topic), []):
                         d.write(struct.pack(">I", len(data)) + data)
         await asyncio.sleep(a.linger)  # answer NACKs for what is still missing
 
@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--big-every", type=int, default=0, help="every Nth message is big (0: none)")
     p.add_argument("--start-after", type=float, default=0.5)
     p.add_argument("--linger", type=float, default=5.0)
-    p.add_argument("--dump", type=Path, default=None)
+    p.add_argument("--dump", type=Path, default=None, help="write message --dump-index's sealed datagrams here")
+    p.add_argument("--dump-index", type=int, default=0)
     p.add_argument("--any-port", action="store_true", help="publish from an ephemeral port")
     a = p.parse_args(argv)
     net = load_network(a.config)

@@ -19,8 +19,10 @@ from .conftest import dig, wait_for
 NAME = f"a123.g.{BASE_DOMAIN}"
 
 
-def send_udp(addr: str, port: int, data: bytes) -> None:
+def send_udp(addr: str, port: int, data: bytes, source: str = "") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        if source:
+            s.bind((source, 0))
         s.sendto(data, (addr, port))
 
 
@@ -31,7 +33,7 @@ def _ring(devnet: Devnet) -> Keyring:
 def test_relay_drops_forged_and_replayed_messages(devnet: Devnet) -> None:
     relay = devnet.net.machine("relay1")
     port = devnet.net.ports.messaging
-    d = Datagram(DATA, "r1-e1", "heartbeat", time.time_ns() + 10**15, 1, 0, 1, 1, time.time(), b"\x80")
+    d = Datagram(DATA, "r1-e1", "heartbeat", time.time_ns(), 1, 0, 1, 1, time.time(), b"\x80")
     good = _ring(devnet).seal(d)
     forged = Keyring({devnet.net.message_key_id: os.urandom(32)}, devnet.net.message_key_id).seal(d)
 
@@ -40,8 +42,11 @@ def test_relay_drops_forged_and_replayed_messages(devnet: Devnet) -> None:
     wait_for(lambda: devnet.metric("relay1", "akacdn_relay_dropped_total", reason="bad_mac") >= 1, 5, "bad_mac")
     wait_for(lambda: devnet.metric("relay1", "akacdn_relay_dropped_total", reason="size") >= 1, 5, "size")
 
-    send_udp(relay.address, port, good)
-    send_udp(relay.address, port, good)  # a replay of a captured datagram
+    send_udp(relay.address, port, good)  # from elsewhere than r1-e1's address
+    wait_for(lambda: devnet.metric("relay1", "akacdn_relay_dropped_total", reason="wrong_source") >= 1, 5, "src")
+    source = devnet.net.machine("r1-e1").address
+    send_udp(relay.address, port, good, source)
+    send_udp(relay.address, port, good, source)  # a replay of a captured datagram
     wait_for(lambda: devnet.metric("relay1", "akacdn_relay_dropped_total", reason="duplicate") >= 1, 5, "dup")
     assert devnet.ready("relay1")
 
@@ -53,9 +58,9 @@ def test_llns_refuses_a_map_with_a_bad_signature(devnet: Devnet) -> None:
     bad = (Server("mc1", "r1", "198.51.100.66", 100),) * 2
     evil = LowMap((10**6, 1), time.time(), (RegionServers("r1", bad, True),))
     body = sign(Ed25519PrivateKey.generate(), "mc1", evil)
-    d = Datagram(DATA, "mc1", "map.low", time.time_ns() + 10**15, 1, 0, 1, len(body), time.time(), body)
-    for relay in devnet.net.by_role("relay"):
-        send_udp(relay.address, devnet.net.ports.messaging, _ring(devnet).seal(d))
+    d = Datagram(DATA, "mc1", "map.low", time.time_ns(), 1, 0, 1, len(body), time.time(), body)
+    for relay in devnet.net.by_role("relay"):  # from the mapping center's address: it passes the relays
+        send_udp(relay.address, devnet.net.ports.messaging, _ring(devnet).seal(d), devnet.net.machine("mc1").address)
     wait_for(
         lambda: devnet.metric("r1-llns", "akacdn_maps_refused_total", reason="bad_signature") >= 1,
         5,

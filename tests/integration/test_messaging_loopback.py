@@ -177,12 +177,15 @@ async def test_replayed_and_forged_datagrams_are_dropped_and_counted(mesh: Mesh)
     forger = Keyring({net.message_key_id: bytes(32)}, net.message_key_id)
     forged = forger.seal(Keyring(net.message_keys, net.message_key_id).open(captured))
     loop = asyncio.get_running_loop()
+    # from the publisher's own address (as if spoofed), and from another machine's
     tr, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(mesh.pub.rt.machine.address, 0))
+    other, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(net.machine("s1").address, 0))
     try:
         for relay in net.by_role("relay"):
             for data in (captured, captured, forged, b"\x00" * 20):
                 tr.sendto(data, (relay.address, net.ports.messaging))
-        for s in SUBS:  # straight at the subscribers too
+            other.sendto(captured, (relay.address, net.ports.messaging))
+        for s in SUBS:  # straight at the subscribers: they hear only relays
             tr.sendto(captured, (net.machine(s).address, net.ports.messaging))
             tr.sendto(forged, (net.machine(s).address, net.ports.messaging))
 
@@ -190,14 +193,17 @@ async def test_replayed_and_forged_datagrams_are_dropped_and_counted(mesh: Mesh)
             relays = [
                 mesh.metric(r, "akacdn_relay_dropped_total", reason=why) >= 1
                 for r in mesh.relays
-                for why in ("duplicate", "bad_mac", "size")
+                for why in ("duplicate", "bad_mac", "size", "wrong_source")
             ]
-            subs = [mesh.metric(s, "akacdn_messages_dropped_total", topic="", reason="bad_mac") >= 1 for s in SUBS]
+            subs = [
+                mesh.metric(s, "akacdn_messages_dropped_total", topic="", reason="not_from_relay") >= 2 for s in SUBS
+            ]
             return all(relays) and all(subs)
 
         await until(counted, 10, "every forgery and replay counted")
     finally:
         tr.close()
+        other.close()
     await asyncio.sleep(0.2)
     assert all(len(mesh.got[s]) == 1 for s in SUBS)  # nothing delivered twice
 

@@ -304,3 +304,15 @@ def test_too_many_topics_refused() -> None:
     assert t.subscribe(A, ["a", "b", "c"], 0.0, 10.0)
     assert not t.subscribe(A, ["a", "b", "c", "d"], 1.0, 10.0)  # refusal keeps the old lease
     assert t.targets("c", 5.0) == [A]
+
+
+def test_times_must_be_believable() -> None:
+    from akacdn.messaging.envelope import stale
+
+    now = 1_700_000_000.0
+    d = Datagram(DATA, "e", "t", int((now - 100) * 1e9), 1, 0, 1, 1, now, b"x")
+    assert stale(d, now, 30.0) is None
+    assert stale(d, now + 31, 30.0) == "too_old"  # a replay from long ago
+    assert stale(d, now - 31, 30.0) == "too_old"  # or a clock far ahead
+    future = Datagram(DATA, "e", "t", int((now + 3600) * 1e9), 1, 0, 1, 1, now, b"x")
+    assert stale(future, now, 30.0) == "bad_epoch"  # an epoch from the future would shut out the real stream
