@@ -5,9 +5,9 @@ The leader term is persisted and bumped at every start, so maps from a restarted
 are newer than anything it published before. After a start the center waits one
 `dead_after` period (warm-up) before publishing, so it never publishes a map built
 from a partial view of who is alive. Maps are rebuilt every `map_interval` (at once
-when a machine comes back to life); a map that changed is published on its topic at
-once (chunked over the messaging network however large) and served over HTTP
-(`messaging.transport`). Every `map_interval` an `Announce` names the versions held and
+when a machine comes back to life, but at most five times a second); a map that
+changed is published on its topic at once (chunked over the messaging network however
+large) and served over HTTP (`messaging.transport`). Every `map_interval` an `Announce` names the versions held and
 the journal's head, so a consumer that lost a map or a purge fetches it over HTTP.
 
 Purges: an edge's purge request (topic `purge.request`) is appended to the journal
@@ -29,7 +29,7 @@ from ..messaging.journal import encode as encode_entry
 from ..messaging.transport import Documents, center_routes
 from ..runtime import Runtime, atomic_write, read_file
 from .builder import Liveness, MapBook, build
-from .maps import AnyMap, sign, topic
+from .maps import AnyMap, LowMap, sign, topic
 from .messages import (
     ANNOUNCE_TOPIC,
     HEARTBEAT_TOPIC,
@@ -87,6 +87,8 @@ class Center:
         self.live_gauge = rt.gauge("akacdn_live_machines", "Machines heard healthy", ("role",))
         self.refused = rt.counter("akacdn_heartbeats_refused", "Heartbeats refused", ("reason",))
         self.seq_gauge = rt.gauge("akacdn_map_built_seq", "Sequence of the newest map built", ("map",))
+        self.size_gauge = rt.gauge("akacdn_map_bytes", "Size of the newest signed map", ("map",))
+        self.servers_gauge = rt.gauge("akacdn_map_servers", "Edges in the newest low-level map")
 
     def on_message(self, env: Message) -> None:
         if env.topic == PURGE_REQUEST_TOPIC:
@@ -156,7 +158,11 @@ class Center:
             self.docs.put(m.key, m.version, self.signed[m.key])
             self.changed.append(m.key)
             self.seq_gauge.labels(m.key).set(m.version[1])
-            self.rt.record("map_built", map=m.key, term=m.version[0], seq=m.version[1])
+            self.size_gauge.labels(m.key).set(len(self.signed[m.key]))
+            if isinstance(m, LowMap):
+                self.servers_gauge.set(sum(len(r.servers) for r in m.regions))
+            size = len(self.signed[m.key])
+            self.rt.record("map_built", map=m.key, term=m.version[0], seq=m.version[1], bytes=size)
 
     def publish(self) -> None:
         """Changed maps at once; then the announcement of what we hold."""
@@ -184,12 +190,14 @@ class Center:
                 await asyncio.sleep(t.dead_after)
                 self.announce()  # the purge journal is served from the start: say so
                 self.rt.ready("warmup")
+                gap = min(0.2, t.map_interval / 5)  # at most 5 builds a second, however many wake us
                 while True:
+                    self.wake.clear()  # a machine coming back during the build or the gap wakes the next
                     self.rebuild()
                     self.publish()
-                    self.wake.clear()
+                    await asyncio.sleep(gap)
                     try:
-                        async with asyncio.timeout(t.map_interval):
+                        async with asyncio.timeout(t.map_interval - gap):
                             await self.wake.wait()
                     except TimeoutError:
                         pass

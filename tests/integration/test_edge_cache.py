@@ -181,3 +181,29 @@ def test_cache_on_second_request_keeps_one_hit_wonders_out(devnet: Devnet) -> No
     assert second["x-cache"] == "MISS" and "stored" in second["cache-status"]
     assert third["x-cache"] == "HIT"
     assert origin_count(devnet, path) == before + 2
+
+
+def test_a_purge_published_while_an_edge_is_down_is_applied_before_it_serves_again(devnet: Devnet) -> None:
+    """The edge's disk tier survives its death; the purges it missed come from the mapping
+    center's journal (HTTP) before it serves: the purged object is fetched again, the other
+    is still a hit (so the test tells a caught-up edge from a wiped one)."""
+    edge = devnet.layout.edge(1, 1)
+    for path in ("/img/photo-3.png", "/css/site.css"):
+        fetch(devnet, edge, path)
+        assert fetch(devnet, edge, path)[1]["x-cache"] == "HIT"
+    wait_for(lambda: devnet.metric("r1-e1", "akacdn_edge_disk_objects") >= 2, 10, "both objects on disk")
+    devnet.kill("r1-e1")  # SIGKILL: no clean stop
+    done = purge(devnet, "--url", f"http://{DEMO_HOST}/img/photo-3.png", "--edge", "r2-e1")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["journaled"].get("mc1", 0) >= 1, answer  # durable at the mapping center
+    before = origin_count(devnet, "/img/photo-3.png")
+
+    devnet.start_machine("r1-e1")
+    # the first answer it gives at all: it listens only once it has read the journal
+    status, headers, _ = wait_for(lambda: (got := fetch(devnet, edge, "/img/photo-3.png"))[0] and got, 30, "r1-e1")
+    assert status == 200 and headers["x-cache"] == "MISS", headers
+    assert origin_count(devnet, "/img/photo-3.png") == before + 1
+    assert fetch(devnet, edge, "/css/site.css")[1]["x-cache"] == "HIT"  # not purged: still served from disk
+    assert devnet.metric("r1-e1", "akacdn_edge_purges_total", source="journal") == 1
+    assert devnet.metric("r1-e1", "akacdn_edge_purge_catchups_total", result="ok") >= 1
