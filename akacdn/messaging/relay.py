@@ -28,6 +28,7 @@ from .client import limits, nack_bodies, tune_socket
 from .envelope import (
     ACK,
     DATA,
+    KINDS,
     NACK,
     STATE,
     SUBSCRIBE,
@@ -69,6 +70,8 @@ class RelayProtocol(asyncio.DatagramProtocol):
         self.nacks = rt.counter("akacdn_relay_nack_wants", "Messages the relay asked publishers for")
         self.lost = rt.counter("akacdn_relay_lost", "Messages the relay gave up recovering", ("reason",))
         self.subscribers = rt.gauge("akacdn_relay_subscribers", "Live subscriptions")
+        inbound = rt.counter("akacdn_relay_datagrams_in", "Authenticated datagrams received", ("kind",))
+        self.inbound = [inbound.labels(k) for k in KINDS]
         self.history_bytes = rt.gauge("akacdn_relay_history_bytes", "Bytes in the retransmit history")
         self._fwd: dict[str, object] = {}
 
@@ -99,6 +102,7 @@ class RelayProtocol(asyncio.DatagramProtocol):
             self.dropped.labels(why).inc()
             return
         kind = d.kind
+        self.inbound[kind].inc()
         if kind == DATA:
             self._data(data, d, addr)
         elif kind == STATE:

@@ -66,6 +66,7 @@ class MessagingLab:
         self.segment = Segment(self.prefix, self.net, _hosts(subscribers))
         self.config: Path | None = None
         self.run_no = 0
+        self.sub_out: dict[str, Path] = {}  # each subscriber's file of the current run
 
     # topology ---------------------------------------------------------------------------
     def ip(self, host: str) -> str:
@@ -146,7 +147,7 @@ class MessagingLab:
     def start_subscribers(self) -> None:
         self.run_no += 1
         for s in self.subs:
-            out = self.dir / f"{s}.{self.run_no}.jsonl"
+            out = self.sub_out[s] = self.dir / f"{s}.{self.run_no}.jsonl"
             self.start(s, s, [sys.executable, "-m", "bench.messaging.node", "sub", "--config", str(self.config),
                               "--machine", s, "--out", str(out)])  # fmt: skip
 

@@ -99,6 +99,19 @@ def test_the_base_files_are_valid(good: Path) -> None:
     assert [m.id for m in net.by_role("edge")] == ["r1-e1", "r2-e1"]
     assert [c.serial for c in net.customers] == [1, 2]
     assert net.message_key == bytes.fromhex(BASE_NETWORK["keys"]["message_key"])
+    assert net.message_keys == {1: net.message_key} and net.message_key_id == 1
+    assert net.messaging.deadline("map.low") == 10.0 and net.messaging.deadline("heartbeat") == 0.0
+    assert net.messaging.deadline("something") == net.messaging.default_deadline
+
+
+def test_messaging_deadlines_override_by_topic_or_its_first_word(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE_NETWORK)
+    doc["messaging"] = {"deadlines": {"map.low": 3.0, "purge": 60.0}}
+    doc["keys"].update(accept_message_key="cd" * 16, accept_message_key_id=7)
+    net = load_network(_write(tmp_path, doc, BASE_CUSTOMERS))
+    assert net.messaging.deadline("map.low") == 3.0 and net.messaging.deadline("map.top") == 10.0
+    assert net.messaging.deadline("purge") == 60.0 and net.messaging.deadline("heartbeat") == 0.0
+    assert net.message_keys == {1: net.message_key, 7: bytes.fromhex("cd" * 16)}
 
 
 NETWORK_CASES: list[tuple[str, Mutate, str, str]] = [
@@ -137,6 +150,19 @@ NETWORK_CASES: list[tuple[str, Mutate, str, str]] = [
         "not an IPv4 address",
     ),
     ("agent-grace-below-interval", _set("agent.release_grace", 0.01), "$.agent.release_grace", "at least one"),
+    ("messaging-paths-zero", _set("messaging.paths", 0), "$.messaging.paths", ">= 1"),
+    ("messaging-chunk-too-big", _set("messaging.chunk_bytes", 9000), "$.messaging.chunk_bytes", "<= 1300"),
+    ("messaging-unknown-key", _set("messaging.loss", 1), "$.messaging", "unknown field `loss`"),
+    ("messaging-negative-deadline", _set("messaging.deadlines", {"map": -1.0}), "$.messaging.deadlines[...]", ">= 0"),
+    ("messaging-bad-topic", _set("messaging.deadlines", {"Map Low": 1.0}), "$.messaging.deadlines", "not a topic"),
+    ("key-id-out-of-range", _set("keys.message_key_id", 256), "$.keys.message_key_id", "<= 255"),
+    ("accept-key-short", _set("keys.accept_message_key", "ab"), "$.keys.accept_message_key", "regex"),
+    (
+        "accept-key-same-id",
+        _set("keys", {"message_key": "ab" * 16, "accept_message_key": "cd" * 16, "accept_message_key_id": 1}),
+        "$.keys.accept_message_key_id",
+        "must differ",
+    ),
     (
         "duplicate-address-v6",
         lambda d: (_set("machines.4.address", "::1")(d), _set("machines.5.address", "0::1")(d)),
