@@ -28,9 +28,12 @@ Theory of operation. A stream is (sender, topic, epoch); its messages are number
   it to reveal the gap) is revealed by the sender's STATE notes.
 - **NACKs.** A pending message's first NACK goes `nack_delay` after the gap is seen (the
   other path's copy usually fills it first), then again after `nack_interval`, x1.5 per
-  try up to `nack_max_interval`, at most `nack_tries` times, each to the next upstream
-  this stream was heard from (a relay that lacks it, another that has it). A message
-  still incomplete at its deadline is given up (`lost`, reason "deadline") and settled.
+  try up to `nack_max_interval`, at most `nack_tries` times without progress, each to
+  the next upstream this stream was heard from (a relay that lacks it, another that has
+  it). A big message streams in while it is recovered: a new hole is asked for
+  `nack_delay` after it shows whatever the back-off, and a NACK that brought parts
+  starts the back-off and the tries afresh. A message still incomplete at its deadline
+  is given up (`lost`, reason "deadline") and settled.
 - **Epochs.** A newer epoch replaces the stream (a restarted sender; what was pending is
   lost, reason "restarted"); an older one is refused ("stale_epoch") unless the stream
   has been silent for `silent_after` (a sender whose clock stepped back is not locked out).
@@ -107,7 +110,8 @@ class Lost(NamedTuple):
 
 class _Msg:
     __slots__ = (
-        "parts", "size", "got", "bodies", "nbytes", "first", "last", "top", "give_up", "next_nack", "tries", "due"
+        "parts", "size", "got", "bodies", "nbytes", "first", "last", "top", "give_up", "next_nack", "tries", "due",
+        "asks", "progress",
     )  # fmt: skip
 
     def __init__(self, now: float, give_up: float) -> None:
@@ -121,7 +125,9 @@ class _Msg:
         self.top = -1  # highest part seen
         self.give_up = give_up
         self.next_nack = float("inf")
-        self.tries = 0
+        self.tries = 0  # NACKs since the last one that brought something
+        self.asks = 0  # NACKs in all (which upstream to ask next)
+        self.progress = 0  # parts held when we last asked
         self.due = float("inf")  # the time of its one live timer entry
 
 
@@ -200,6 +206,7 @@ class Receiver:
             return "duplicate", None
         m.got.add(d.part)
         m.last = now
+        hole = d.part > m.top + 1
         if d.part > m.top:
             m.top = d.part
         if self.reassemble:
@@ -208,14 +215,19 @@ class Receiver:
         self._reveal(now, s, seq)
         if len(m.got) == m.parts:
             body = b"".join(m.bodies[p] for p in range(m.parts)) if self.reassemble else b""
-            recovered = m.tries > 0
+            recovered = m.asks > 0
             self._close(s, seq)
             if self.reassemble and len(body) != m.size:
                 self.lost.append(Lost(*s.key, seq, "bad_size"))
                 return "bad_chunk", None
             return "delivered", Delivery(*s.key, s.epoch, seq, d.sent_at, body, m.parts, recovered)
-        if m.tries < lim.nack_tries and m.next_nack == float("inf") and self._recovers(s):
-            self._schedule_nack(s, seq, m, now + lim.nack_delay)
+        soon = now + lim.nack_delay  # a new hole is asked for soon, whatever the back-off
+        if (
+            m.tries < lim.nack_tries
+            and self._recovers(s)
+            and (m.next_nack == float("inf") or hole and m.next_nack > soon)
+        ):
+            self._schedule_nack(s, seq, m, soon)
         self._evict_memory(s.key[0])
         return "new", None
 
@@ -256,13 +268,17 @@ class Receiver:
                 ranges = self._wanted(now, s, seq, m)
                 if ranges is None:  # only a tail that may still be on its way
                     m.next_nack = m.last + self.limits.tail_delay
-                elif m.tries < self.limits.nack_tries and s.vias:
-                    via = self._via(s, m.tries)
-                    out.setdefault((via, key), []).append(Want(seq, ranges))
-                    m.tries += 1
-                    lim = self.limits
-                    gap = min(lim.nack_max_interval, lim.nack_interval * lim.nack_backoff ** (m.tries - 1))
-                    m.next_nack = now + gap
+                else:
+                    if len(m.got) > m.progress:  # the last NACK brought parts: a fresh back-off
+                        m.tries = 0
+                    if m.tries < self.limits.nack_tries and s.vias:
+                        out.setdefault((self._via(s, m.asks), key), []).append(Want(seq, ranges))
+                        m.tries += 1
+                        m.asks += 1
+                        m.progress = len(m.got)
+                        lim = self.limits
+                        gap = min(lim.nack_max_interval, lim.nack_interval * lim.nack_backoff ** (m.tries - 1))
+                        m.next_nack = now + gap
             self._arm(s, seq, m)
         return [
             NackOut(via, key[0], key[1], self._streams[key].epoch, wants)

@@ -67,6 +67,7 @@ class MessagingLab:
         self.config: Path | None = None
         self.run_no = 0
         self.sub_out: dict[str, Path] = {}  # each subscriber's file of the current run
+        self.defaults: dict[str, Any] = {}  # [messaging] settings every run starts from
 
     # topology ---------------------------------------------------------------------------
     def ip(self, host: str) -> str:

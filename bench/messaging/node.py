@@ -55,12 +55,18 @@ async def subscriber(rt: Runtime, out: Path, topic: str) -> None:
         f.write(json.dumps({"i": index, "seq": msg.seq, "size": len(msg.body), "lat": round(lat, 6),
                             "rec": msg.recovered, "ok": ok}) + "\n")  # fmt: skip
 
+    async def flush() -> None:  # readers poll the file while we run
+        while True:
+            await asyncio.sleep(0.1)
+            f.flush()
+
     client = MessagingClient(rt, [topic], on_message)
     await client.start()
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(client.run())
             tg.create_task(rt.serve_management())
+            tg.create_task(flush())
             rt.ready("node")
     finally:
         f.close()

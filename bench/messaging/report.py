@@ -75,7 +75,8 @@ def chart(doc: dict[str, Any], path: Path) -> None:
     ax1.set_ylabel("messages delivered whole, % (mean over subscribers)")
     ax1.set_title("Delivery")
     ax1.axhline(99.9, color="grey", lw=0.8, ls=":")
-    ax1.legend(fontsize=8)
+    if series:
+        ax1.legend(fontsize=8)
     ax2.set_xlabel("loss per relay link, %")
     ax2.set_ylabel("latency p99, ms")
     ax2.set_yscale("log")

@@ -66,7 +66,7 @@ def cpu_seconds(pid: int) -> float:
 
 def fresh_run(lab: MessagingLab, **messaging: Any) -> None:
     lab.procs.stop_all()
-    lab.configure(**messaging)
+    lab.configure(**{**lab.defaults, **messaging})
     lab.set_loss(0)
     lab.start_relays()
     lab.start_subscribers()
@@ -173,8 +173,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--linger", type=float, default=4.0, help="seconds for recovery after the last message")
     p.add_argument("--map-repeat", type=int, default=3)
     p.add_argument("--map-wait", type=float, default=6.0, help="seconds to wait for a map to arrive")
-    p.add_argument("--relay-rate", type=float, default=3000.0, help="messages/s offered to the one relay")
+    p.add_argument("--relay-rate", type=float, default=8000.0, help="messages/s offered to the one relay")
     p.add_argument("--relay-seconds", type=float, default=5.0)
+    p.add_argument("--pace", type=int, default=0, help="[messaging] pace for every run (0: the default)")
     p.add_argument("--only", type=csv_arg(str, ("delivery", "map", "relay")), default=["delivery", "map", "relay"])
     add_common_args(p, "messaging", "nftables", 30.0)
     return p
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     tmp = Path(tempfile.mkdtemp(prefix="akacdn-bench-messaging-"))
     lab = MessagingLab(tmp / "lab", subscribers=a.subscribers)
+    lab.defaults = {"pace": a.pace} if a.pace else {}
     doc: dict[str, Any] = {"machine": machine_info(), "args": {k: v for k, v in vars(a).items() if k != "out"}}
     doc["args"]["out"] = str(a.out)
 
