@@ -88,6 +88,19 @@ def read_file(path: Path) -> bytes | None:
         return None
 
 
+async def woken(event: asyncio.Event, timeout: float) -> bool:
+    """Wait at most `timeout` seconds for `event` (the shells' "sleep until the next
+    deadline, or until something changed"); True when it was set."""
+    if timeout <= 0:
+        return event.is_set()
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 def sd_notify(state: str) -> bool:
     """Send one sd_notify datagram (READY=1, STATUS=..., WATCHDOG=1); False if not under systemd."""
     addr = os.environ.get("NOTIFY_SOCKET")

@@ -30,7 +30,7 @@ import msgspec
 from ..mapping.messages import Announce
 from ..messaging.journal import Entry, decode_entry
 from ..messaging.transport import Fetcher, TransportError
-from ..runtime import Runtime, atomic_write, read_file
+from ..runtime import Runtime, atomic_write, read_file, woken
 
 JOURNAL = "purge"
 
@@ -196,11 +196,7 @@ class PurgeSync:
         try:
             while True:
                 self._kick.clear()
-                try:
-                    async with asyncio.timeout(self.grace):
-                        await self._kick.wait()
-                except TimeoutError:
-                    pass
+                await woken(self._kick, self.grace)
                 if not self.synced:
                     if await self.start():
                         on_synced()

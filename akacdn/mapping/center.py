@@ -27,7 +27,7 @@ from ..messaging.client import Message, MessagingClient
 from ..messaging.journal import Journal
 from ..messaging.journal import encode as encode_entry
 from ..messaging.transport import Documents, center_routes
-from ..runtime import Runtime, atomic_write, read_file
+from ..runtime import Runtime, atomic_write, read_file, woken
 from .builder import Liveness, MapBook, build
 from .maps import AnyMap, LowMap, sign, topic
 from .messages import (
@@ -196,11 +196,7 @@ class Center:
                     self.rebuild()
                     self.publish()
                     await asyncio.sleep(gap)
-                    try:
-                        async with asyncio.timeout(t.map_interval - gap):
-                            await self.wake.wait()
-                    except TimeoutError:
-                        pass
+                    await woken(self.wake, t.map_interval - gap)
         finally:
             self.client.close()
 

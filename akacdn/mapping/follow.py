@@ -20,7 +20,7 @@ from collections.abc import Callable
 import msgspec
 
 from ..messaging.transport import Fetcher
-from ..runtime import Runtime
+from ..runtime import Runtime, woken
 from .maps import newer
 from .messages import Announce
 
@@ -79,11 +79,7 @@ class MapFeed:
                 await self.fetch(m.id, None, "start")
             while True:
                 self._kick.clear()
-                try:
-                    async with asyncio.timeout(self.grace):
-                        await self._kick.wait()
-                except TimeoutError:
-                    pass
+                await woken(self._kick, self.grace)
                 now = time.monotonic()
                 for center, (version, noted) in list(self._wanted.items()):
                     if version is not None and not newer(version, self.current()):

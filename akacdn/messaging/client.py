@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..config import Network
-from ..runtime import Runtime
+from ..runtime import Runtime, woken
 from .envelope import (
     ACK,
     DATA,
@@ -254,13 +254,7 @@ class MessagingClient:
             until = min(next_state, deadline if deadline is not None else next_state)
             self._sleep_until = until
             self._wake.clear()
-            delay = until - time.monotonic()
-            if delay > 0:
-                try:
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+            await woken(self._wake, until - time.monotonic())
             self._sleep_until = float("inf")
             now = time.monotonic()
             self._nacks(self.receiver.on_timer(now))

@@ -23,7 +23,7 @@ import asyncio
 import time
 
 from ..config import Network
-from ..runtime import Runtime
+from ..runtime import Runtime, woken
 from .client import limits, nack_bodies, tune_socket
 from .envelope import (
     ACK,
@@ -206,13 +206,7 @@ class RelayProtocol(asyncio.DatagramProtocol):
             deadline = self.receiver.next_deadline()
             self.sleep_until = deadline if deadline is not None else time.monotonic() + 1.0
             self.wake.clear()
-            delay = self.sleep_until - time.monotonic()
-            if delay > 0:
-                try:
-                    async with asyncio.timeout(delay):
-                        await self.wake.wait()
-                except TimeoutError:
-                    pass
+            await woken(self.wake, self.sleep_until - time.monotonic())
             self.sleep_until = float("inf")
             self.on_timer(time.monotonic())
 
