@@ -114,8 +114,8 @@ def write_lab_config(directory: Path, topo, state_dir: Path | None = None) -> La
     machines: list[dict[str, object]] = []
     # start order: relays first (everyone subscribes through them), then mapping centers,
     # edges, LLNS, TLNS (the devnet's order)
-    for h in by_role["relay"]:
-        machines.append({"id": h.name, "role": "relay", "address": h.ip})
+    for i, h in enumerate(by_role["relay"]):  # relays spread over the regions: paths in distinct regions
+        machines.append({"id": h.name, "role": "relay", "region": region_ids[i % len(region_ids)], "address": h.ip})
     for h in by_role["mapper"]:
         pub = _mapper_key(directory / "keys" / f"{h.name}.key")
         machines.append(
