@@ -129,7 +129,7 @@ class MessagingClient:
         self.configure(rt.net)
         rt.on_reload(self.configure)
         m = rt.net.messaging
-        self.outbox = Outbox(self.sender, self.epoch, m.chunk_bytes, m.deadline)
+        self.outbox = Outbox(self.sender, self.epoch, m.chunk_bytes, m.deadline, m.state_interval)
         self.receiver = Receiver(m.deadline, limits(rt.net), started=self.epoch)
         self.history = History(m.history_bytes, m.history_age)
         self.budget = Budget(share=m.retransmit_share)

@@ -6,7 +6,9 @@ and cuts it into DATA datagrams of at most `chunk` bytes of payload, every one c
 the whole message's size and part count so a receiver can reassemble in any order.
 `states()` gives the STATE notes ("this stream has sent up to seq N") of the streams
 that sent within their recovery deadline, so a receiver notices a lost tail; streams
-of no-recovery topics never need them. N is the last message whose every datagram has
+of no-recovery topics never need them. A stream's notes come `state_interval` after its
+last message, then at doubling intervals until its deadline (0.25, 0.5, 1, 2, 4, 8 s: six
+notes for a map, not forty). N is the last message whose every datagram has
 left (`flushed`): a note naming one still in the pacing queue would make receivers
 ask for what is merely not sent yet.
 
@@ -23,11 +25,15 @@ from .envelope import DATA, STATE, Datagram
 
 
 class Outbox:
-    def __init__(self, sender: str, epoch: int, chunk: int, policy: Callable[[str], float]) -> None:
+    def __init__(
+        self, sender: str, epoch: int, chunk: int, policy: Callable[[str], float], state_interval: float = 0.25
+    ) -> None:
         if chunk < 1:
             raise ValueError("chunk must be positive")
         self.sender, self.epoch, self.chunk = sender, epoch, chunk
         self.policy = policy
+        self.state_interval = state_interval
+        self._notes: dict[str, tuple[float, float]] = {}  # topic -> (next note at, gap after it)
         self._seq: dict[str, int] = {}
         self._flushed: dict[str, int] = {}  # the last message wholly handed to the socket
         self._sent_at: dict[str, float] = {}  # monotonic time of the topic's last message
@@ -37,6 +43,7 @@ class Outbox:
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
         self._sent_at[topic] = now
+        self._notes[topic] = (now + self.state_interval, self.state_interval)
         size, chunk = len(body), self.chunk
         parts = max(1, -(-size // chunk))
         if parts > 65535:
@@ -66,9 +73,11 @@ class Outbox:
             if not deadline or now - at > deadline:
                 del self._sent_at[topic]
                 continue
+            due, gap = self._notes[topic]
             flushed = self._flushed.get(topic)
-            if flushed:
+            if flushed and now >= due:
                 out.append(Datagram(STATE, self.sender, topic, self.epoch, flushed, 0, 0, 0, wall, b""))
+                self._notes[topic] = (now + 2 * gap, 2 * gap)
         return out
 
     def flushed(self, topic: str, seq: int) -> None:

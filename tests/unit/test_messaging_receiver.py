@@ -152,10 +152,10 @@ def test_state_note_reveals_a_lost_tail() -> None:
     rx.datagram(0.0, ds[0], R1)  # 2 and 3 lost: nothing after them shows the gap
     assert rx.next_deadline() is None
     box.flushed("map.low", 3)  # all three have left the sender
-    (note,) = box.states(0.0, 0.1)
+    (note,) = box.states(0.0, 0.3)  # a state interval (0.25 s) after the last message
     assert note.kind == STATE and note.seq == 3
-    assert rx.state(0.1, note, R1) == "ok"
-    (n,) = rx.on_timer(0.11)
+    assert rx.state(0.3, note, R1) == "ok"
+    (n,) = rx.on_timer(0.31)
     assert n.wants == [Want(2, []), Want(3, [])]
 
 

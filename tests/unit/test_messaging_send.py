@@ -42,18 +42,22 @@ def test_streams_are_numbered_per_topic_from_one() -> None:
 
 
 def test_state_notes_only_for_recent_streams_of_recovering_topics() -> None:
-    box = Outbox("e1", 9, 100, policy)
+    box = Outbox("e1", 9, 100, policy, state_interval=0.25)
     box.message("map.low", b"x", 0.0, 0.0)
     assert box.states(0.5, 0.5) == []  # nothing has left yet (still in the pacing queue)
     box.flushed("map.low", 1)
     box.message("map.low", b"x", 0.0, 1.0)
     box.message("heartbeat", b"x", 0.0, 1.0)
-    (note,) = box.states(2.0, 2.0)
+    assert box.states(1.1, 1.1) == []  # a note comes a state interval after the last message
+    (note,) = box.states(1.3, 1.3)
     assert note.seq == 1  # message 2 has not wholly left: not named yet
     box.flushed("map.low", 2)
     box.flushed("map.low", 1)  # (out of order: the highest stays)
-    (note,) = box.states(2.0, 2.0)
+    assert box.states(1.4, 1.4) == []  # the next after twice the gap
+    (note,) = box.states(1.8, 1.8)
     assert note.kind == STATE and note.topic == "map.low" and note.seq == 2 and note.epoch == 9
+    times = [t / 100 for t in range(180, 700) if box.states(t / 100, t / 100)]
+    assert times == [2.8, 4.8]  # doubling: 1, then 2 s apart; then past the 5 s deadline
     assert box.states(7.0, 6.5) == []  # past the deadline: nobody is recovering it any more
 
 
