@@ -145,6 +145,7 @@ class MessagingClient:
         self._wake = asyncio.Event()
         self._sleep_until = float("inf")
         self._transport: asyncio.DatagramTransport | None = None
+        self._paths: list[str] = []
         self.stats = TopicStats(rt)
         self.alive_gauge = rt.gauge("akacdn_messaging_relays_alive", "Relays that answered our subscriptions lately")
 
@@ -242,7 +243,14 @@ class MessagingClient:
                 for relay in self.relays:
                     self._transport.sendto(data, relay.address)
                 self.stats.datagrams_out("subscribe", len(self.relays))
-            self.alive_gauge.set(len(self.health.alive(self.relays, time.monotonic())))
+            now = time.monotonic()
+            self.alive_gauge.set(len(self.health.alive(self.relays, now)))
+            paths = [r.id for r in self.paths(now)]
+            if paths != self._paths:  # an operator sees in /events which relays carry us, and when that changed
+                self.rt.record(
+                    "messaging_paths", relays=paths, was=self._paths, alive=sorted(self.health.alive(self.relays, now))
+                )
+                self._paths = paths
             await asyncio.sleep(self.rt.net.timing.subscribe_interval)
 
     async def _timers(self) -> None:

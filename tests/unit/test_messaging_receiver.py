@@ -395,3 +395,39 @@ def test_simulated_network_delivers_each_message_once_and_intact(
     if loss <= 0.1:  # with 30 tries before a 5 s deadline, recovery gets everything through
         assert set(seqs) == set(bodies)
     assert net.sub.pending_bytes == 0 and net.sub.incomplete() == 0
+
+
+_datagrams = st.lists(
+    st.tuples(
+        st.sampled_from([0, 0, 0, STATE]),  # kind
+        st.sampled_from(["a", "b", "c"]),  # sender
+        st.sampled_from(["map.low", "heartbeat", "purge"]),  # topic
+        st.integers(0, 3),  # epoch
+        st.integers(0, 10_000),  # seq
+        st.integers(0, 70),  # part
+        st.integers(0, 70),  # parts
+        st.integers(0, 5000),  # size
+        st.binary(max_size=300),
+        st.floats(0, 0.5),  # time step
+    ),
+    max_size=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=_datagrams)
+def test_any_authenticated_input_is_answered_with_a_verdict_within_the_bounds(items: list) -> None:
+    """Whatever a key holder sends: no exception, a verdict for each, the bounds hold, and
+    every timer eventually lets go of every incomplete message."""
+    lim = Limits(pending_bytes=20_000, sender_bytes=8_000, max_incomplete=100, max_streams=5, window=500)
+    rx = Receiver(policy, lim, started=0)
+    now = 0.0
+    for kind, sender, topic, epoch, seq, part, parts, size, body, step in items:
+        now += step
+        d = Datagram(kind, sender, topic, epoch, seq, part, parts, size, 0.0, body)
+        verdict = rx.state(now, d, R1) if kind == STATE else rx.datagram(now, d, R1)[0]
+        assert isinstance(verdict, str)
+        assert rx.pending_bytes <= lim.pending_bytes and rx.incomplete() <= lim.max_incomplete and len(rx) <= 5
+        rx.on_timer(now)
+    run_timers(rx, now + 1000.0)
+    assert rx.incomplete() == 0 and rx.pending_bytes == 0 and rx.next_deadline() is None
