@@ -152,9 +152,18 @@ class Edge:
                 pass
             finally:
                 del self.journaled[purge.id]
-        return web.json_response(
-            {"id": purge.id, "removed_here": removed, "published": self.publish is not None, "journaled": journaled}
-        )
+        answer: dict[str, object] = {
+            "id": purge.id,
+            "removed_here": removed,
+            "published": self.publish is not None,
+            "journaled": journaled,
+        }
+        if not journaled:
+            answer["warning"] = (
+                "no mapping center journaled this purge within 2 s: edges that miss it will not catch up; "
+                "check the centers and purge again (purges are idempotent)"
+            )
+        return web.json_response(answer)
 
     async def serve(self) -> None:
         server = Http1Server(self.handler)

@@ -152,10 +152,12 @@ class RelayProtocol(asyncio.DatagramProtocol):
         except EnvelopeError:
             self.dropped.labels("malformed").inc()
             return
+        before = self.table.topics_of(addr)
         if not self.table.subscribe(addr, topics, time.monotonic(), self.lease):
             self.dropped.labels("table_full").inc()
             return
-        self._targets.clear()
+        if before != frozenset(topics):  # a renewal changes nothing: keep the per-topic targets
+            self._targets.clear()
         assert self.transport is not None
         self.transport.sendto(self._control(ACK, "", b""), addr)
 

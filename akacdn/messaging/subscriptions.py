@@ -27,6 +27,11 @@ class SubscriptionTable:
         self._subs[addr] = (frozenset(topics), now + lease)
         return True
 
+    def topics_of(self, addr: Addr) -> frozenset[str] | None:
+        """What `addr` subscribes to (None: nothing, or not known)."""
+        got = self._subs.get(addr)
+        return got[0] if got is not None else None
+
     def targets(self, topic: str, now: float) -> list[Addr]:
         """Live subscribers of a topic."""
         return [a for a, (ts, until) in self._subs.items() if until >= now and topic in ts]

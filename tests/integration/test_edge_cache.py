@@ -207,3 +207,11 @@ def test_a_purge_published_while_an_edge_is_down_is_applied_before_it_serves_aga
     assert fetch(devnet, edge, "/css/site.css")[1]["x-cache"] == "HIT"  # not purged: still served from disk
     assert devnet.metric("r1-e1", "akacdn_edge_purges_total", source="journal") == 1
     assert devnet.metric("r1-e1", "akacdn_edge_purge_catchups_total", result="ok") >= 1
+
+
+def test_a_purge_no_mapping_center_journaled_says_so(devnet: Devnet) -> None:
+    devnet.kill("mc1")
+    done = purge(devnet, "--url", f"http://{DEMO_HOST}/css/site.css", "--edge", "r1-e1")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["journaled"] == {} and "no mapping center journaled" in answer["warning"]

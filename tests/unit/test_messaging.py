@@ -316,3 +316,10 @@ def test_times_must_be_believable() -> None:
     assert stale(d, now - 31, 30.0) == "too_old"  # or a clock far ahead
     future = Datagram(DATA, "e", "t", int((now + 3600) * 1e9), 1, 0, 1, 1, now, b"x")
     assert stale(future, now, 30.0) == "bad_epoch"  # an epoch from the future would shut out the real stream
+
+
+def test_topics_of_tells_a_renewal_from_a_change() -> None:
+    t = SubscriptionTable()
+    assert t.topics_of(A) is None
+    t.subscribe(A, ["x", "y"], 0.0, 10.0)
+    assert t.topics_of(A) == frozenset({"x", "y"})
