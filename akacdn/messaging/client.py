@@ -73,9 +73,10 @@ def relays(net: Network) -> list[Relay]:
     return [Relay(m.id, m.region, (m.address, net.ports.messaging)) for m in net.by_role("relay")]
 
 
-def tune_socket(sock: socket.socket, size: int) -> None:
-    """Large socket buffers: a burst of chunks must not overflow them (root may exceed
-    net.core.rmem_max with the FORCE options)."""
+def tune_socket(sock: socket.socket, size: int, rt: Runtime) -> None:
+    """Large socket buffers: a burst of chunks must not overflow them. With CAP_NET_ADMIN
+    (root) the FORCE options exceed net.core.rmem_max/wmem_max; without it the kernel caps
+    the size there, and we say so once, with the sysctl that lifts the cap."""
     for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):  # SO_RCVBUFFORCE, SO_SNDBUFFORCE
         try:
             sock.setsockopt(socket.SOL_SOCKET, force, size)
@@ -84,6 +85,14 @@ def tune_socket(sock: socket.socket, size: int) -> None:
                 sock.setsockopt(socket.SOL_SOCKET, plain, size)
             except OSError:
                 pass
+    got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # the kernel reports double
+    if got < size:
+        rt.log.warning(
+            "socket_buffer_small",
+            wanted=size,
+            got=got,
+            hint=f"sysctl -w net.core.rmem_max={size} net.core.wmem_max={size} (or run with CAP_NET_ADMIN)",
+        )
 
 
 def nack_bodies(n: NackOut) -> list[bytes]:
@@ -163,7 +172,7 @@ class MessagingClient:
         )
         sock = self._transport.get_extra_info("socket")
         if sock is not None:
-            tune_socket(sock, self.rt.net.messaging.socket_buffer)
+            tune_socket(sock, self.rt.net.messaging.socket_buffer, self.rt)
 
     def close(self) -> None:
         if self._transport:

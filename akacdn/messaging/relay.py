@@ -84,7 +84,7 @@ class RelayProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            tune_socket(sock, self.rt.net.messaging.socket_buffer)
+            tune_socket(sock, self.rt.net.messaging.socket_buffer, self.rt)
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:  # type: ignore[override]
         try:
