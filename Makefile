@@ -14,17 +14,18 @@ LAB_DEBS := mininet bridge-utils nftables iputils-ping keepalived stress-ng
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover
+.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover bench-messaging
 
 help:
 	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
 	@echo "make test   install what is needed and run every test"
 	@echo "make test-unit | test-integration | test-lab   run one kind of test"
 	@echo "make lab    start the Mininet lab (regions, resolver, clients) with the daemons; LAB_ARGS='--agents'"
-	@echo "make bench  run every benchmark (bench-dns, bench-edge); results in bench/results/"
+	@echo "make bench  run every benchmark (bench-dns, bench-edge, bench-failover, bench-messaging); results in bench/results/"
 	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
 	@echo "make bench-edge  wrk vs akacdn edge, nginx proxy_cache, Varnish on loopback, + a cold stampede"
 	@echo "make bench-failover  IP takeover outage: akacdn agent vs keepalived VRRPv3 in namespaces, + a 600 s soak under CPU load per system"
+	@echo "make bench-messaging delivery and latency over loss x paths x NACK, a 1.3 MB map's time, one relay vs nats-server (namespaces)"
 	@echo "make clean  remove the venv and run/ state"
 
 # Debian packages: installed with apt-get when root and missing; otherwise say what is needed.
@@ -89,7 +90,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-deps: deps $(BENCH_STAMP)
 
-bench: bench-dns bench-edge bench-failover
+bench: bench-dns bench-edge bench-failover bench-messaging
 
 bench-dns: bench-deps
 	$(BIN)/python -m bench.dns.run $(BENCH_ARGS)
@@ -99,6 +100,9 @@ bench-edge: bench-deps
 
 bench-failover: bench-deps lab-deps
 	$(BIN)/python -m bench.failover.run --soak 600 $(BENCH_ARGS)
+
+bench-messaging: bench-deps lab-deps
+	$(BIN)/python -m bench.messaging.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) run *.egg-info

@@ -41,17 +41,46 @@ def tables(doc: dict[str, Any]) -> str:
             out.append(
                 f"| {m['loss']:g} | {m['runs']} | {m['reached_all']} | {_ms(m['median_ms'])} | {_ms(m['max_ms'])} |"
             )
-    relay = doc.get("relay")
-    if relay:
-        out += ["", f"One relay process, {relay['subscribers']} subscribers", ""]
-        out.append("| datagrams in | out | relay CPU s | in per CPU-s | out per CPU-s | out per s | worst delivered |")
-        out.append("|---:|---:|---:|---:|---:|---:|---:|")
-        out.append(
-            f"| {relay['datagrams_in']:.0f} | {relay['datagrams_out']:.0f} | {relay['relay_cpu_s']:.2f} "
-            f"| {relay['in_per_cpu_s']:.0f} | {relay['out_per_cpu_s']:.0f} | {relay['out_per_s']:.0f} "
-            f"| {100 * relay['delivered_ratio_min']:.2f}% |"
-        )
+    out += relay_table(doc.get("relay"), doc.get("relay_peer"))
     return "\n".join(out)
+
+
+def peer_ratio(relay: dict[str, Any] | None, peer: dict[str, Any] | None) -> float | None:
+    """akacdn's out per CPU-second over nats-server's; None when either is missing."""
+    if not relay or not peer or "error" in peer or not peer.get("out_per_cpu_s"):
+        return None
+    ratio = relay["out_per_cpu_s"] / peer["out_per_cpu_s"]
+    return None if math.isnan(ratio) else ratio
+
+
+def _relay_row(label: str, r: dict[str, Any], ratio: str) -> str:
+    return (
+        f"| {label} | {r['datagrams_in']:.0f} | {r['datagrams_out']:.0f} | {r['relay_cpu_s']:.2f} "
+        f"| {r['in_per_cpu_s']:.0f} | {r['out_per_cpu_s']:.0f} | {r['out_per_s']:.0f} "
+        f"| {100 * r['delivered_ratio_min']:.2f}% | {ratio} |"
+    )
+
+
+def relay_table(relay: dict[str, Any] | None, peer: dict[str, Any] | None) -> list[str]:
+    """One row per server under the same load; nats-server's counts are messages over TCP."""
+    if not relay and not peer:
+        return []
+    subs = (relay or peer or {}).get("subscribers", "?")
+    out = ["", f"One relay process, {subs} subscribers, the same load (nats-server: messages over TCP)", ""]
+    out.append(
+        "| server | datagrams in | out | relay CPU s | in per CPU-s | out per CPU-s | out per s | worst delivered "
+        "| × nats-server |"
+    )
+    out.append("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratio = peer_ratio(relay, peer)
+    if relay:
+        out.append(_relay_row("akacdn relay", relay, "-" if ratio is None else f"{ratio:.2f}"))
+    if peer and "error" in peer:
+        error = " ".join(str(peer["error"]).split()).replace("|", "/")  # one table cell
+        out.append(f"| nats-server | {error} | - | - | - | - | - | - | - |")
+    elif peer:
+        out.append(_relay_row(peer.get("server", "nats-server"), peer, "1.00"))
+    return out
 
 
 def chart(doc: dict[str, Any], path: Path) -> None:
@@ -88,6 +117,12 @@ def chart(doc: dict[str, Any], path: Path) -> None:
         notes.append(f"1.3 MB map to all, {m['loss']:g}% loss: median {_ms(m['median_ms'])} ms")
     if relay:
         notes.append(f"one relay: {relay['out_per_cpu_s']:.0f} datagrams out per CPU-second")
+    ratio = peer_ratio(relay, doc.get("relay_peer"))
+    if ratio is not None:
+        nats = doc["relay_peer"]
+        notes.append(
+            f"{nats.get('server', 'nats-server')}: {nats['out_per_cpu_s']:.0f} per CPU-second (akacdn ×{ratio:.2f})"
+        )
     if notes:
         fig.text(0.01, 0.01, " | ".join(notes), fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))

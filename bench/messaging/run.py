@@ -21,6 +21,8 @@ Theory of operation (root only: network namespaces and nftables; `bench/messagin
   4. relay rate: one relay, every subscriber on it, the publisher unpaced at
      `--relay-rate` messages per second of 300 B for `--relay-seconds`: datagrams in and
      out per second and per CPU-second of the relay process (utime+stime from /proc);
+     then the same load through nats-server on a loopback address (`peers.nats_rate`),
+     the best peer broker Debian has, for the "x nats-server" column;
   5. print the tables; write bench/results/messaging.json and messaging.png;
   6. always (also on Ctrl-C or SIGTERM) stop every process and delete its namespaces.
 """
@@ -41,7 +43,7 @@ from bench.dns.run import _machine_busy
 from bench.dns.system import CLK_TCK, machine_info
 
 from ..common import add_common_args, csv_arg, measure_guarded, stop_on_sigterm, write_results
-from . import report
+from . import peers, report
 from .lab import RELAYS, MessagingLab, tools_missing
 
 MAP_BYTES = 1300 * 1024
@@ -162,6 +164,16 @@ def relay_rate(lab: MessagingLab, a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def peer_rate(a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The relay-rate load through nats-server; a missing broker is a row, not a failed run."""
+    say(f"relay: the same load through nats-server ({a.subscribers} subscribers)")
+    try:
+        return peers.nats_rate(workdir, a.subscribers, a.relay_rate, a.relay_seconds, install=not a.no_install)
+    except RuntimeError as e:
+        say(f"relay: no nats-server row: {e}")
+        return {"error": str(e)}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.messaging.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--loss", type=csv_arg(float), default=[0.0, 5.0, 10.0, 30.0], help="%% per relay link")
@@ -174,10 +186,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--map-repeat", type=int, default=3)
     p.add_argument("--map-wait", type=float, default=6.0, help="seconds to wait for a map to arrive")
     p.add_argument("--relay-rate", type=float, default=8000.0, help="messages/s offered to the one relay")
-    p.add_argument("--relay-seconds", type=float, default=5.0)
+    p.add_argument("--relay-seconds", type=float, default=10.0)
     p.add_argument("--pace", type=int, default=0, help="[messaging] pace for every run (0: the default)")
     p.add_argument("--only", type=csv_arg(str, ("delivery", "map", "relay")), default=["delivery", "map", "relay"])
-    add_common_args(p, "messaging", "nftables", 30.0)
+    add_common_args(p, "messaging", "nats-server", 30.0)
     return p
 
 
@@ -216,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         if "relay" in a.only:
             say(f"relay: {a.relay_rate:g} messages/s for {a.relay_seconds:g} s to {a.subscribers} subscribers")
             doc["relay"] = relay_rate(lab, a)
+            lab.procs.stop_all()  # the idle relay out of nats-server's way
+            doc["relay_peer"] = peer_rate(a, tmp / "nats")
         doc["machine_busy_fraction"] = (_machine_busy() - busy0) / (time.monotonic() - t0) / (os.cpu_count() or 1)
         print(report.tables(doc))
         write_results(a.out, "messaging", doc, lambda path: report.chart(doc, path), say)

@@ -36,11 +36,19 @@ def test_tables_name_every_row() -> None:
         "map": [{"loss": 0.0, "bytes": 1, "runs": 3, "reached_all": 3, "median_ms": 250.0, "max_ms": 300.0}],
         "relay": {"subscribers": 5, "datagrams_in": 1000, "datagrams_out": 5000, "relay_cpu_s": 0.5,
                   "in_per_cpu_s": 2000, "out_per_cpu_s": 10000, "out_per_s": 1000, "delivered_ratio_min": 1.0},
+        "relay_peer": {"server": "nats-server 2.9.10", "subscribers": 5, "datagrams_in": 1000, "datagrams_out": 5000,
+                       "relay_cpu_s": 0.25, "in_per_cpu_s": 4000, "out_per_cpu_s": 20000, "out_per_s": 1000,
+                       "delivered_ratio_min": 1.0},
     }  # fmt: skip
     text = report.tables(doc)
     assert "| 2 | on | 10 | 99.95% | 99.90% | 0.6 | 120.0 | 40 |" in text
     assert "| 0 | 3 | 3 | 250.0 | 300.0 |" in text
     assert "| 1000 | 5000 | 0.50 | 2000 | 10000 | 1000 | 100.00% |" in text
+    assert "| akacdn relay | 1000 | 5000 | 0.50 | 2000 | 10000 | 1000 | 100.00% | 0.50 |" in text
+    assert "| nats-server 2.9.10 | 1000 | 5000 | 0.25 | 4000 | 20000 | 1000 | 100.00% | 1.00 |" in text
+    failed = report.tables({**doc, "relay_peer": {"error": "nats-server missing:\napt-get | install"}})
+    assert "| akacdn relay | 1000 | 5000 | 0.50 | 2000 | 10000 | 1000 | 100.00% | - |" in failed
+    assert "| nats-server | nats-server missing: apt-get / install | - |" in failed
     assert "delivered 99.95%" in report.delivery_line(doc["delivery"][0])
 
 
