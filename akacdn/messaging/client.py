@@ -305,7 +305,7 @@ class MessagingClient:
         while lost:
             sender, topic, seq, reason = lost.popleft()
             self.stats.lost(topic, reason)
-            if self.on_lost is not None and reason in ("deadline", "memory", "resync"):
+            if self.on_lost is not None and reason in ("deadline", "memory", "resync", "rejoined"):
                 try:
                     self.on_lost(topic, sender, seq)
                 except Exception as e:  # a consumer's bug must not stop the timers

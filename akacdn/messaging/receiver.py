@@ -12,8 +12,12 @@ Theory of operation. A stream is (sender, topic, epoch); its messages are number
 - Each topic has a **deadline** (`policy(topic)`): how long a missing message is worth
   recovering. 0 means "newest wins": no recovery, a message older than the newest seen
   is dropped as a duplicate (heartbeats, beacons).
-- A stream that began after the receiver started is received from seq 1 (a lost first
-  message is recovered); one that began before is joined at the first seq heard.
+- A stream that began after the receiver started, first heard within its first
+  `join_slack` messages, is received from seq 1 (a lost first message is recovered);
+  otherwise it is joined at the first seq heard (a relay that becomes one of a
+  publisher's paths mid-stream does not ask for the stream's whole past). Likewise a
+  stream silent for `rejoin_after` that comes back more than `join_slack` ahead is
+  joined anew (lost, reason "rejoined": a consumer fetches what matters over HTTP).
 - Recovering streams keep `base` (every seq <= base is settled: delivered, or given up),
   `done` (settled seqs above base, out of order) and `pending` (messages partly here, or
   known to exist: a gap in seq, or one a STATE note revealed). A datagram at or below
@@ -29,11 +33,12 @@ Theory of operation. A stream is (sender, topic, epoch); its messages are number
 - **NACKs.** A pending message's first NACK goes `nack_delay` after the gap is seen (the
   other path's copy usually fills it first), then again after `nack_interval`, x1.5 per
   try up to `nack_max_interval`, at most `nack_tries` times without progress, each to
-  the next upstream this stream was heard from (a relay that lacks it, another that has
-  it). A big message streams in while it is recovered: a new hole is asked for
-  `nack_delay` after it shows whatever the back-off, and a NACK that brought parts
-  starts the back-off and the tries afresh. A message still incomplete at its deadline
-  is given up (`lost`, reason "deadline") and settled.
+  the next upstream this stream was heard from lately (`via_fresh`: a relay that died
+  is not asked; one that lacks it, then another that has it). A big message streams
+  in while it is recovered: a new hole is asked for `nack_delay` after it shows
+  whatever the back-off, and a NACK that brought parts starts the back-off and the
+  tries afresh. A message still incomplete at its deadline is given up (`lost`,
+  reason "deadline") and settled.
 - **Epochs.** A newer epoch replaces the stream (a restarted sender; what was pending is
   lost, reason "restarted"); an older one is refused ("stale_epoch") unless the stream
   has been silent for `silent_after` (a sender whose clock stepped back is not locked out).
@@ -69,6 +74,9 @@ class Limits(msgspec.Struct, frozen=True):
     window: int = 4096
     max_message: int = 16 * 2**20
     max_incomplete: int = 65536
+    join_slack: int = 64  # a stream first heard past this seq is joined there, not recovered from 1
+    rejoin_after: float = 1.0  # silent this long, then more than join_slack ahead: joined anew
+    via_fresh: float = 1.0  # NACKs go to upstreams heard this recently (any, if none was)
     pending_bytes: int = 64 * 2**20
     sender_bytes: int = 32 * 2**20
     hole_timeout: float = 2.0
@@ -105,7 +113,7 @@ class Lost(NamedTuple):
     sender: str
     topic: str
     seq: int
-    reason: str  # deadline | memory | resync | restarted | evicted | hole
+    reason: str  # deadline | memory | resync | rejoined | restarted | evicted | hole
 
 
 class _Msg:
@@ -157,9 +165,9 @@ class Receiver:
     ) -> None:
         """`policy(topic)` gives the topic's recovery deadline in seconds (0: none).
         `reassemble=False` (relays) tracks parts without keeping their bytes. `started`:
-        our start (wall clock, ns, like epochs): a stream that began after it is ours
-        from its first message (a lost first message is recovered); one that began
-        before we listened is joined where we first hear it."""
+        our start (wall clock, ns, like epochs): a stream that began after it, first
+        heard near its start, is ours from its first message (a lost first message is
+        recovered); any other is joined where we first hear it."""
         self.policy = policy
         self.started = started
         self.limits = limits or Limits()
@@ -272,7 +280,7 @@ class Receiver:
                     if len(m.got) > m.progress:  # the last NACK brought parts: a fresh back-off
                         m.tries = 0
                     if m.tries < self.limits.nack_tries and s.vias:
-                        out.setdefault((self._via(s, m.asks), key), []).append(Want(seq, ranges))
+                        out.setdefault((self._via(s, m.asks, now), key), []).append(Want(seq, ranges))
                         m.tries += 1
                         m.asks += 1
                         m.progress = len(m.got)
@@ -310,12 +318,18 @@ class Receiver:
             if len(self._streams) >= self.limits.max_streams:
                 _, old = self._streams.popitem(last=False)
                 self._drop_stream(old, "evicted", remove=False)
-            if self.started is not None and d.epoch >= self.started:
+            if self.started is not None and d.epoch >= self.started and start < self.limits.join_slack:
                 start = 0  # we were listening before the stream began: all of it is ours
             s = _Stream(key, d.epoch, self.policy(d.topic), max(0, start), now)
             self._streams[key] = s
         else:
             self._streams.move_to_end(key)
+            lim = self.limits
+            if start - s.highest > lim.join_slack and now - s.heard > lim.rejoin_after and s.deadline:
+                # far ahead after a silence: the stream went elsewhere (a path change) or we
+                # were cut off for long; asking for all of it would be a storm: join anew
+                self.lost.append(Lost(*key, s.highest + 1, "rejoined"))
+                self._resync(s, start)
         s.heard = now
         vias = s.vias
         vias[via] = now
@@ -461,6 +475,9 @@ class Receiver:
             return None
         return ranges
 
-    def _via(self, s: _Stream, tries: int) -> Via:
+    def _via(self, s: _Stream, tries: int, now: float) -> Via:
+        """The upstream to ask: in turn over those heard lately (a dead relay is passed
+        over once the others have been heard since), most recent first."""
         order = sorted(s.vias, key=s.vias.__getitem__, reverse=True)
-        return order[tries % len(order)]
+        fresh = [v for v in order if now - s.vias[v] <= self.limits.via_fresh] or order
+        return fresh[tries % len(fresh)]

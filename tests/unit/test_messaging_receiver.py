@@ -431,3 +431,43 @@ def test_any_authenticated_input_is_answered_with_a_verdict_within_the_bounds(it
         rx.on_timer(now)
     run_timers(rx, now + 1000.0)
     assert rx.incomplete() == 0 and rx.pending_bytes == 0 and rx.next_deadline() is None
+
+
+def test_a_stream_first_heard_far_into_it_is_joined_even_if_it_began_after_us() -> None:
+    """A relay that becomes one of a publisher's paths mid-stream (the other relay died)
+    must not ask the publisher for the whole past of the stream."""
+    box = outbox(epoch=100)
+    ds = [box.message("map.low", b"x", 0.0, 0.0)[0] for _ in range(200)]
+    rx = Receiver(policy, Limits(join_slack=64), started=50)
+    assert rx.datagram(0.0, ds[150], R1)[0] == "delivered"
+    assert rx.next_deadline() is None and rx.incomplete() == 0
+
+
+def test_a_stream_back_far_ahead_after_a_silence_is_joined_anew() -> None:
+    box = outbox()
+    ds = [box.message("map.low", b"x", 0.0, 0.0)[0] for _ in range(300)]
+    rx = Receiver(policy, Limits(join_slack=64, rejoin_after=1.0), started=0)
+    for d in ds[:10]:
+        rx.datagram(0.0, d, R1)
+    assert rx.datagram(5.0, ds[250], R1)[0] == "delivered"  # 5 s later, 240 ahead: a path change
+    assert rx.next_deadline() is None and rx.incomplete() == 0
+    assert [(x.seq, x.reason) for x in rx.lost] == [(11, "rejoined")]
+    assert rx.datagram(5.1, ds[20], R1)[0] == "duplicate"
+    # a small gap after a silence, or a big one without, is still recovered
+    rx2 = Receiver(policy, Limits(join_slack=64, rejoin_after=1.0), started=0)
+    rx2.datagram(0.0, ds[0], R1)
+    rx2.datagram(5.0, ds[30], R1)
+    assert rx2.incomplete() == 29
+    rx3 = Receiver(policy, Limits(join_slack=64, rejoin_after=1.0), started=0)
+    rx3.datagram(0.0, ds[0], R1)
+    rx3.datagram(0.5, ds[200], R1)
+    assert rx3.incomplete() == 199
+
+
+def test_nacks_pass_over_an_upstream_not_heard_lately() -> None:
+    rx, box = Receiver(policy, Limits(nack_tries=4, via_fresh=1.0)), outbox()
+    ds = [box.message("map.low", b"x", 0.0, 0.0)[0] for _ in range(6)]
+    rx.datagram(0.0, ds[0], R1)  # R1 carried the stream, then died
+    rx.datagram(2.0, ds[1], R2)
+    rx.datagram(2.0, ds[3], R2)  # 3 is missing: only R2 was heard lately
+    assert {n.via for n in run_timers(rx, 10.0)} == {R2}
