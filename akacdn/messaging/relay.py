@@ -14,7 +14,7 @@ Per datagram (asyncio shell; the decisions are in the pure cores):
 - NACK from a subscriber: what the history holds is resent, within the budget; what it
   lacks the subscriber asks another relay for (and this relay is recovering it anyway).
 The receiver's NACKs go to the publisher the stream came from. The relay also serves
-the reliable HTTP transport as a cache of the mapping centers (`transport.RelayCache`).
+the reliable HTTP transport as a cache of the mapping centers (`relaycache.RelayCache`).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class RelayProtocol(asyncio.DatagramProtocol):
 
 
 async def main(rt: Runtime) -> None:
-    from .transport import RelayCache
+    from .relaycache import RelayCache
 
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(
