@@ -167,6 +167,57 @@ def run_purge(args: argparse.Namespace) -> int:
         return _fail(f"cannot reach {edge.id} at {edge.address}: {e}")
 
 
+def run_status(args: argparse.Namespace) -> int:
+    """The network as the leading mapping center sees it (any center answers, forwarding)."""
+    import json
+
+    from .ops.client import NoCenter, call
+    from .ops.status import render
+
+    net = _load(args.config)
+    if isinstance(net, int):
+        return net
+    try:
+        code, doc = call(net, "GET", "/v1/status" + ("?local=1" if args.local else ""), center=args.center)
+    except NoCenter as e:
+        return _fail(f"no mapping center answered: {e}")
+    except KeyError:
+        return _fail(f"no mapping center {args.center!r} in {args.config}")
+    if code != 200:
+        return _fail(f"status refused: {code} {doc}")
+    print(json.dumps(doc, indent=2) if args.json else render(doc))
+    return 0
+
+
+def run_order(args: argparse.Namespace, suspend: bool) -> int:
+    """Suspend or resume a machine or a region (any center takes it; the leader carries it out)."""
+    import json
+
+    from .ops.client import NoCenter, call
+
+    net = _load(args.config)
+    if isinstance(net, int):
+        return net
+    if not net.operator_token:
+        return _fail(f"{args.config}: keys.operator_token is not set: the centers refuse operator orders")
+    body = {"kind": args.kind, "id": args.id, "reason": getattr(args, "reason", "") or ""}
+    try:
+        code, doc = call(net, "POST", f"/v1/operator/{'suspend' if suspend else 'resume'}", body, center=args.center)
+    except NoCenter as e:
+        return _fail(f"no mapping center answered: {e}")
+    except KeyError:
+        return _fail(f"no mapping center {args.center!r} in {args.config}")
+    if code != 200:
+        return _fail(f"refused: {(doc or {}).get('error', code) if isinstance(doc, dict) else code}")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        what = "suspended" if suspend else "resumed"
+        print(f"{args.kind} {args.id} {what} by {doc['by']} (term {doc['term']})" if doc["done"] else
+              f"{args.kind} {args.id}: nothing to change")  # fmt: skip
+    return 0
+
+
 def run_keygen(args: argparse.Namespace) -> int:
     """A mapping center's Ed25519 key: the private key to a file, the public key printed."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -273,6 +324,31 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--serial", nargs="+", help="serial numbers: everything of those customers")
     d.add_argument("--edge", default="", help="the edge machine to ask (default: the first edge)")
     d.set_defaults(func=run_purge)
+    d = sub.add_parser(
+        "status",
+        help="the network as the mapping centers see it: leader, centers, regions, machines, maps, suspensions",
+        description="Ask a mapping center (the first that answers; it forwards to the leader) for the state of the "
+        "network: the leader and its term, every center's connectivity, regions, every machine (live, down, "
+        "unhealthy, suspended, damped, with the reason), the map version and age at every nameserver.",
+    )
+    d.add_argument("--config", required=True, help="network TOML file")
+    d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
+    d.add_argument("--local", action="store_true", help="that center's own view, not the leader's")
+    d.add_argument("--json", action="store_true", help="the JSON document, for scripts")
+    d.set_defaults(func=run_status)
+    for verb, doc in (("suspend", "take a machine or a whole region out of every map (it keeps running)"),
+                      ("resume", "put a suspended machine or region back into the maps")):  # fmt: skip
+        desc = f"{doc[0].upper()}{doc[1:]}. Needs keys.operator_token; any mapping center takes it and the leader "
+        desc += "carries it out; it survives a change of leader."
+        d = sub.add_parser(verb, help=doc, description=desc)
+        d.add_argument("kind", choices=["machine", "region"])
+        d.add_argument("id", help="the machine's or region's id in the network file")
+        if verb == "suspend":
+            d.add_argument("--reason", required=True, help="why (shown by akacdn status)")
+        d.add_argument("--config", required=True, help="network TOML file (has the operator token)")
+        d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
+        d.add_argument("--json", action="store_true", help="the center's answer as JSON")
+        d.set_defaults(func=lambda a, verb=verb: run_order(a, verb == "suspend"))
     d = sub.add_parser(
         "akamaize",
         help="rewrite a customer's HTML page so its static objects load from the edge",

@@ -110,6 +110,7 @@ DEFAULT_DEADLINES: dict[str, float] = {
     "heartbeat": 0.0,
     "region": 0.0,
     "agent": 0.0,
+    "center": 0.0,
 }
 
 
@@ -147,6 +148,29 @@ class MessagingSettings(_Strict):
         return d
 
 
+class ElectionSettings(_Strict):
+    """Leadership among the mapping centers (`mapping.election`)."""
+
+    interval: Seconds = 0.5  # each center's status, to the others
+    lease: Seconds = 2.0  # a leader unheard this long is gone (and one cut off this long resigns)
+    min_score: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5  # connectivity needed to lead
+    margin: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.15  # a better center must beat the leader by this ...
+    confirm: Seconds = 5.0  # ... for this long before the leader hands over
+
+
+class MappingSettings(_Strict):
+    """What the leader publishes (`mapping.guard`): the map guard and flap damping."""
+
+    max_drop: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5  # of capacity at once, held ...
+    drop_confirm: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0  # ... until it lasts this long
+    damping: bool = True
+    flap_penalty: Annotated[float, msgspec.Meta(gt=0)] = 1000.0  # per change of a machine's state
+    flap_suppress: Annotated[float, msgspec.Meta(gt=0)] = 2000.0  # held out of the maps above this ...
+    flap_reuse: Annotated[float, msgspec.Meta(gt=0)] = 750.0  # ... until decayed below this
+    flap_half_life: Seconds = 30.0
+    flap_max_suppress: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+
+
 class ClientNetwork(_Strict):
     """A client network and the region that serves it best (from measurement or operator)."""
 
@@ -168,6 +192,8 @@ class Keys(_Strict):
     accept_message_key_id: KeyId = 0
     # bearer token for the edges' purge API; empty: the API refuses every purge
     purge_token: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$|^$")] = ""
+    # bearer token of the mapping centers' operator API (suspend, resume); empty: refused
+    operator_token: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$|^$")] = ""
 
 
 class Region(_Strict):
@@ -184,6 +210,7 @@ class Machine(_Strict):
     region: str = ""
     capacity: PositiveInt = 100
     public_key: str = ""  # mapper: Ed25519 public key, hex
+    preference: Annotated[float, msgspec.Meta(ge=-1, le=1)] = 0.0  # mapper: added to its standing to lead
     key_file: str = ""  # mapper: Ed25519 private key (raw 32 bytes, hex), relative to config
     # the machine's own fixed address (agent heartbeats, management). Set, `address` is a
     # service address the region agent holds and a buddy takes over when this machine dies
@@ -242,6 +269,8 @@ class NetworkFile(_Strict):
     edge: EdgeSettings = EdgeSettings()
     agent: AgentSettings = AgentSettings()
     messaging: MessagingSettings = MessagingSettings()
+    election: ElectionSettings = ElectionSettings()
+    mapping: MappingSettings = MappingSettings()
     map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
@@ -261,12 +290,15 @@ class Network(msgspec.Struct, frozen=True):
     edge: EdgeSettings
     agent: AgentSettings
     messaging: MessagingSettings
+    election: ElectionSettings
+    mapping: MappingSettings
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
     message_key: bytes  # the key we send with
     message_key_id: int
     message_keys: dict[int, bytes]  # every key we accept, by id (the sending key among them)
     purge_token: str
+    operator_token: str
     regions: tuple[Region, ...]
     machines: tuple[Machine, ...]
     customers: tuple[Customer, ...]
@@ -349,6 +381,10 @@ def _check_network(path: Path, f: NetworkFile) -> None:
     k = f.keys
     if k.accept_message_key and k.accept_message_key_id == k.message_key_id:
         raise ConfigError(path, "$.keys.accept_message_key_id", "must differ from message_key_id")
+    if f.election.interval >= f.election.lease:
+        raise ConfigError(path, "$.election.lease", "must exceed election.interval")
+    if f.mapping.flap_reuse >= f.mapping.flap_suppress:
+        raise ConfigError(path, "$.mapping.flap_reuse", "must be below flap_suppress")
     for topic in f.messaging.deadlines:
         if not re.fullmatch(r"[a-z0-9_.-]{1,64}", topic):
             raise ConfigError(path, "$.messaging.deadlines", f"{topic!r} is not a topic name")
@@ -497,6 +533,8 @@ def load_network(path: str | Path) -> Network:
         edge=f.edge,
         agent=f.agent,
         messaging=msgspec.structs.replace(f.messaging, deadlines={**DEFAULT_DEADLINES, **f.messaging.deadlines}),
+        election=f.election,
+        mapping=f.mapping,
         map_subzones=tuple(f.map_subzones),
         client_networks=tuple(
             msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))
@@ -513,6 +551,7 @@ def load_network(path: str | Path) -> Network:
             ),
         },
         purge_token=f.keys.purge_token,
+        operator_token=f.keys.operator_token,
         regions=tuple(f.regions),
         machines=machines,
         customers=customers,

@@ -1,4 +1,4 @@
-"""The devnet's configuration: 1 mapping center, 3 relays (one per region: every
+"""The devnet's configuration: 2 mapping centers (one leads, one stands by), 3 relays (one per region: every
 message takes 2 of them), 2 TLNS, 3 regions of 1 LLNS + 3 edges, a demo origin; every
 machine on its own 127.<net>.x.y address.
 
@@ -55,8 +55,11 @@ def default_layout(net: int = 0) -> Layout:
     return Layout(net, 53 if root else 5353, 80 if root else 8080)
 
 
-def machines(lay: Layout, mapper_pub: str, tlns: int = 2, relays: int = 3) -> list[dict[str, object]]:
-    """The machine table of a devnet-shaped network (benchmarks use fewer TLNS and relays)."""
+def machines(
+    lay: Layout, mapper_pub: str, tlns: int = 2, relays: int = 3, more_mappers: tuple[str, ...] = ()
+) -> list[dict[str, object]]:
+    """The machine table of a devnet-shaped network (benchmarks use fewer TLNS and relays);
+    `more_mappers`: the public keys of mapping centers mc2, mc3, ... beside mc1."""
     out: list[dict[str, object]] = []
     for i, a in enumerate(lay.tlns[:tlns], 1):
         out.append({"id": f"tlns{i}", "role": "tlns", "address": a})
@@ -71,8 +74,19 @@ def machines(lay: Layout, mapper_pub: str, tlns: int = 2, relays: int = 3) -> li
             "address": lay.addr(30, 1),
             "public_key": mapper_pub,
             "key_file": "keys/mc1.key",
+            "preference": 0.1,  # leads while it is about as well connected as the others
         }
     )
+    for i, pub in enumerate(more_mappers, 2):
+        out.append(
+            {
+                "id": f"mc{i}",
+                "role": "mapper",
+                "address": lay.addr(30, i),
+                "public_key": pub,
+                "key_file": f"keys/mc{i}.key",
+            }
+        )
     for r, region in enumerate(REGIONS, 1):
         out.append({"id": f"{region}-llns", "role": "llns", "region": region, "address": lay.llns(r)})
         for e in range(1, EDGES_PER_REGION + 1):
@@ -80,12 +94,9 @@ def machines(lay: Layout, mapper_pub: str, tlns: int = 2, relays: int = 3) -> li
     return out
 
 
-def write_config(directory: Path, lay: Layout) -> Path:
-    """Write a complete devnet configuration; returns the network file's path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "keys").mkdir(exist_ok=True)
-    # keys survive a restart of the devnet, so the maps the nameservers kept stay valid
-    keyfile = directory / "keys" / "mc1.key"
+def _center_key(keyfile: Path) -> str:
+    """A mapping center's key pair: the private key in `keyfile` (made once), the public
+    key in hex."""
     if keyfile.exists():
         key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(keyfile.read_text().strip()))
     else:
@@ -93,7 +104,15 @@ def write_config(directory: Path, lay: Layout) -> Path:
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         keyfile.write_text(raw.hex() + "\n")
         keyfile.chmod(0o600)
-    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def write_config(directory: Path, lay: Layout) -> Path:
+    """Write a complete devnet configuration; returns the network file's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys").mkdir(exist_ok=True)
+    # keys survive a restart of the devnet, so the maps the nameservers kept stay valid
+    pub, pub2 = (_center_key(directory / "keys" / f"mc{i}.key") for i in (1, 2))
     msgkey_file = directory / "keys" / "message.key"
     if not msgkey_file.exists():
         msgkey_file.write_text(secrets.token_hex(32) + "\n")
@@ -104,11 +123,16 @@ def write_config(directory: Path, lay: Layout) -> Path:
         purge_file.write_text(secrets.token_hex(16) + "\n")
         purge_file.chmod(0o600)
     purge_token = purge_file.read_text().strip()
+    operator_file = directory / "keys" / "operator.token"
+    if not operator_file.exists():
+        operator_file.write_text(secrets.token_hex(16) + "\n")
+        operator_file.chmod(0o600)
+    operator_token = operator_file.read_text().strip()
     network = {
         "base_domain": BASE_DOMAIN,
         "customers": "customers.toml",
         "state_dir": "state",
-        "keys": {"message_key": message_key, "purge_token": purge_token},
+        "keys": {"message_key": message_key, "purge_token": purge_token, "operator_token": operator_token},
         "ports": {"dns": lay.dns_port, "http": lay.http_port, "messaging": 7400, "management": 9400},
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},
@@ -116,7 +140,7 @@ def write_config(directory: Path, lay: Layout) -> Path:
         "regions": [{"id": r, "fallback": [x for x in REGIONS if x != r]} for r in REGIONS],
         # lab client networks and the region that serves each best (what ECS queries map by)
         "client_networks": [{"prefix": f"198.18.{i}.0/24", "region": r} for i, r in enumerate(REGIONS, 1)],
-        "machines": machines(lay, pub.hex()),
+        "machines": machines(lay, pub, more_mappers=(pub2,)),
     }
     customers = {
         "customers": [

@@ -162,20 +162,34 @@ class Devnet:
                 raise TimeoutError("resolver (unbound) not answering")
             time.sleep(0.1)
 
+    def leader(self) -> str | None:
+        """The mapping center that leads now (by its metrics), if one does."""
+        for m in self.net.by_role("mapper"):
+            if m.id in self.procs and self.metric(m.id, "akacdn_center_leader") == 1:
+                return m.id
+        return None
+
     def wait_converged(self, timeout: float) -> None:
-        """Wait until the mapping center sees every machine live and every nameserver
+        """Wait until a mapping center leads, sees every machine live, and every nameserver
         holds its newest maps (so answers are stable from the first query)."""
         deadline = time.monotonic() + timeout
-        mapper = self.net.by_role("mapper")[0].id
         want = {"edge": len(self.net.by_role("edge")), "llns": len(self.net.by_role("llns"))}
         consumers = [(m.id, "top") for m in self.net.by_role("tlns")]
         consumers += [(m.id, "low") for m in self.net.by_role("llns")]
 
         def converged() -> bool:
+            mapper = self.leader()
+            if mapper is None:
+                return False
             if any(self.metric(mapper, "akacdn_live_machines", role=r) != n for r, n in want.items()):
                 return False
+            term = self.metric(mapper, "akacdn_center_term")
             built = {k: self.metric(mapper, "akacdn_map_built_seq", map=k) for k in ("top", "low")}
-            return all(self.metric(m, "akacdn_map_version_seq", map=k) == built[k] for m, k in consumers)
+            return all(
+                self.metric(m, "akacdn_map_version_seq", map=k) == built[k]
+                and self.metric(m, "akacdn_map_version_term", map=k) == term
+                for m, k in consumers
+            )
 
         while not converged():
             if time.monotonic() > deadline:

@@ -108,8 +108,7 @@ async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
             tg.create_task(rt.watchdog())
             for link in links:
                 tg.create_task(_worker_link(rt, ns, link))
-            if rt.machine.role == "llns":
-                tg.create_task(send_heartbeats(rt, client, lambda _: _llns_status(ns.holder)))
+            tg.create_task(send_heartbeats(rt, client, lambda _: _status(ns.holder), lambda: _held(ns.holder)))
     finally:
         client.close()
         for link in links:
@@ -140,6 +139,11 @@ async def worker_main(rt: Runtime, link: Link) -> None:
             link.close()
 
 
-def _llns_status(holder: MapHolder[AnyMap]) -> tuple[bool, float, str]:
-    # an LLNS with no map cannot answer: it says so instead of claiming health
+def _status(holder: MapHolder[AnyMap]) -> tuple[bool, float, str]:
+    # a nameserver with no map cannot answer: it says so instead of claiming health
     return holder.current is not None, 0.0, "" if holder.current else "no map"
+
+
+def _held(holder: MapHolder[AnyMap]) -> dict[str, tuple[int, int, float]]:
+    m = holder.current
+    return {holder.key: (m.version[0], m.version[1], m.made_at)} if m is not None else {}

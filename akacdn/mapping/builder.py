@@ -3,9 +3,11 @@
 Theory of operation. Every edge and LLNS heartbeats (`Heartbeat`) through the relays.
 `Liveness` remembers when each configured machine was last heard and whether it said
 it was healthy; a machine is live while it was heard healthy within `dead_after`.
-`build(...)` turns the live set into one TopMap (live LLNSes) and one LowMap (the live
-edges of every region; a region with fewer than two live edges is marked not serving,
-and the LLNSes send its clients to the next region in its fallback order). Both carry
+`build(...)` turns the live set into one TopMap (live LLNSes of the serving regions) and
+one LowMap (the live edges of every region; a region with fewer than two live edges is
+marked not serving, the LLNSes send its clients to the next region in its fallback order,
+and the TLNSes stop referring to its LLNSes). Machines an operator suspended, or that
+flap damping holds out, are left out whatever their health. Both carry
 the client routes (client network -> best region).
 `MapBook` versions the result: a map keeps its version while its content is unchanged
 and takes the next sequence of the current term when it changes.
@@ -15,6 +17,8 @@ just started), `build` returns None for that map and the consumers keep the last
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import msgspec
 
@@ -35,6 +39,14 @@ class Liveness:
         """Take a (re)loaded config: machines no longer configured are forgotten."""
         self._known = {m.id: m for m in net.machines}
         self._heard = {k: v for k, v in self._heard.items() if k in self._known}
+
+    def heard_within(self, now: float, window: float) -> dict[str, Heartbeat]:
+        """Every machine heard within `window`, healthy or not (connectivity, status)."""
+        return {mid: hb for mid, (t, hb) in self._heard.items() if now - t <= window}
+
+    def last_heard(self, machine: str) -> float | None:
+        got = self._heard.get(machine)
+        return got[0] if got is not None else None
 
     def heard(self, sender: str, hb: Heartbeat, now: float) -> str | None:
         """Record a heartbeat; returns a refusal reason for one that does not match the config."""
@@ -73,18 +85,26 @@ class Liveness:
         }
 
 
-def build(net: Network, live: dict[str, Heartbeat], made_at: float) -> tuple[TopMap | None, list[LowMap]]:
-    """Maps for the current live set, unversioned (version (0, 0))."""
+def build(
+    net: Network, live: dict[str, Heartbeat], made_at: float, out: Collection[str] = ()
+) -> tuple[TopMap | None, list[LowMap]]:
+    """Maps for the current live set, unversioned (version (0, 0)). `out`: machines held
+    out of the maps whatever their health (suspended by an operator, damped)."""
     clients = tuple(ClientRoute(c.prefix, c.region) for c in net.client_networks)
-    nameservers = tuple(NameServer(m.id, m.region, m.address) for m in net.by_role("llns") if m.id in live)
-    top = TopMap((0, 0), made_at, nameservers, clients) if nameservers else None
     edges: dict[str, list[Server]] = {r.id: [] for r in net.regions}
     for m in net.by_role("edge"):
-        if m.id in live:
+        if m.id in live and m.id not in out:
             edges[m.region].append(Server(m.id, m.region, m.address, m.capacity, m.address6))
+    serving = {r for r, servers in edges.items() if len(servers) >= 2}
+    # the paper's 4.2: a region that cannot serve is no longer a choice in the referrals
+    # (unless no serving region has a live LLNS: then every live LLNS, which answer
+    # from the fallback regions)
+    live_llns = [NameServer(m.id, m.region, m.address) for m in net.by_role("llns") if m.id in live and m.id not in out]
+    nameservers = tuple(ns for ns in live_llns if ns.region in serving) or tuple(live_llns)
+    top = TopMap((0, 0), made_at, nameservers, clients) if nameservers else None
     if not any(edges.values()):
         return top, []
-    regions = tuple(RegionServers(r, tuple(edges[r]), len(edges[r]) >= 2) for r in sorted(edges))
+    regions = tuple(RegionServers(r, tuple(edges[r]), r in serving) for r in sorted(edges))
     return top, [LowMap((0, 0), made_at, regions, clients)]
 
 

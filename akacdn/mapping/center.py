@@ -1,14 +1,23 @@
-"""The mapping-center daemon: hears heartbeats, builds and publishes signed maps, and
-keeps the purge journal.
+"""The mapping-center daemon: hears heartbeats, builds signed maps and, while it leads,
+publishes them; keeps the purge journal; answers operators.
 
-The leader term is persisted and bumped at every start, so maps from a restarted center
-are newer than anything it published before. After a start the center waits one
-`dead_after` period (warm-up) before publishing, so it never publishes a map built
-from a partial view of who is alive. Maps are rebuilt every `map_interval` (at once
-when a machine comes back to life, but at most five times a second); a map that
-changed is published on its topic at once (chunked over the messaging network however
-large) and served over HTTP (`messaging.transport`). Every `map_interval` an `Announce` names the versions held and
-the journal's head, so a consumer that lost a map or a purge fetches it over HTTP.
+Several centers run; one leads (`leadership`, `election`): the others build the same
+maps as a hot standby and publish none. A new leader publishes under a new term, above
+every term seen, persisted first, so consumers take its maps over any older ones and a
+restarted old leader never publishes over a newer one. After a start a center waits one
+`dead_after` period (warm-up) before building, so it never builds a map from a partial
+view of who is alive.
+
+What goes into the maps (`builder`, `guard`): live machines, minus those an operator
+suspended (`suspensions`, `operator`) and those flap damping holds out; a low-level map
+that would leave no region serving, or drop more than `[mapping] max_drop` of the
+capacity at once (until that lasts `drop_confirm`), is held (alarm event, metric).
+
+Maps are rebuilt every `map_interval` (at once when a machine comes back to life, but at
+most five times a second); while leading, a map that changed is published on its topic
+at once (chunked over the messaging network however large) and served over HTTP
+(`messaging.transport`). Every `map_interval` an `Announce` names the versions held (the
+leader's) and the journal's head, so a consumer that lost a map or a purge fetches it.
 
 Purges: an edge's purge request (topic `purge.request`) is appended to the journal
 (fsynced) and published as a journal `Entry` on `purge`; edges that were down or
@@ -27,11 +36,14 @@ from ..messaging.client import Message, MessagingClient
 from ..messaging.journal import Journal
 from ..messaging.journal import encode as encode_entry
 from ..messaging.transport import Documents, center_routes
-from ..runtime import Runtime, atomic_write, read_file, woken
+from ..runtime import Runtime, woken
 from .builder import Liveness, MapBook, build
+from .guard import Damping, MapGuard
+from .leadership import Leadership
 from .maps import AnyMap, LowMap, sign, topic
 from .messages import (
     ANNOUNCE_TOPIC,
+    CENTER_TOPIC,
     HEARTBEAT_TOPIC,
     PURGE_REQUEST_TOPIC,
     PURGE_TOPIC,
@@ -42,6 +54,8 @@ from .messages import (
     RegionReport,
     Report,
 )
+from .operator import operator_routes
+from .suspensions import Suspensions
 
 _hb = msgspec.msgpack.Decoder(Heartbeat)
 _report = msgspec.msgpack.Decoder(Report)
@@ -53,30 +67,32 @@ def load_private_key(path: str) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(f.read().strip()))
 
 
-def next_term(rt: Runtime) -> int:
-    path = rt.state_dir / "term"
-    raw = read_file(path)
-    term = int(raw.decode().strip() or 0) + 1 if raw else 1
-    atomic_write(path, f"{term}\n".encode())
-    return term
+def _damping(rt: Runtime) -> Damping:
+    m = rt.net.mapping
+    return Damping(m.flap_penalty, m.flap_suppress, m.flap_reuse, m.flap_half_life, m.flap_max_suppress)
 
 
 class Center:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.key = load_private_key(rt.machine.key_file)
-        self.term = next_term(rt)
-        self.book = MapBook(self.term)
+        self.book: MapBook | None = None  # while we lead: the maps of our term
         self.liveness = Liveness(rt.net)
         rt.on_reload(self.liveness.configure)
         self.live: set[str] = set()
+        self.out: dict[str, str] = {}  # machines held out of the maps, and why
+        self.damping = _damping(rt)
+        self.guard = MapGuard(rt.net.mapping.max_drop, rt.net.mapping.drop_confirm)
+        self.held: dict[str, str] = {}  # maps held back by the guard, and why
         self.wake = asyncio.Event()
         self.signed: dict[str, bytes] = {}
         self.changed: list[str] = []  # maps built since the last publish
         self.docs = Documents()
         self.purges = Journal(self.rt.state_dir / "purge.journal")
-        topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC]
+        self.suspensions = Suspensions(self.rt.state_dir / "suspensions.json")
+        topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC, CENTER_TOPIC]
         self.client = MessagingClient(rt, topics, self.on_message)
+        self.leadership = Leadership(rt, self.client, self.liveness, self.suspensions, self.lead, self.resign)
         self.serial_requests = rt.counter(
             "akacdn_serial_requests", "Requests the edges served, per serial and cache outcome", ("serial", "outcome")
         )
@@ -89,8 +105,25 @@ class Center:
         self.seq_gauge = rt.gauge("akacdn_map_built_seq", "Sequence of the newest map built", ("map",))
         self.size_gauge = rt.gauge("akacdn_map_bytes", "Size of the newest signed map", ("map",))
         self.servers_gauge = rt.gauge("akacdn_map_servers", "Edges in the newest low-level map")
+        self.held_gauge = rt.gauge("akacdn_map_held", "1 while the guard holds a map back", ("map",))
+        self.out_gauge = rt.gauge("akacdn_machines_out", "Machines held out of the maps", ("why",))
+
+    # leadership -------------------------------------------------------------------------
+    def lead(self, term: int) -> None:
+        """We lead under `term` (persisted): our maps from now on carry it."""
+        self.book = MapBook(term)
+        self.signed.clear()
+        self.changed.clear()
+        self.wake.set()
+
+    def resign(self, reason: str) -> None:
+        self.book = None
+        self.changed.clear()
 
     def on_message(self, env: Message) -> None:
+        if env.topic == CENTER_TOPIC:
+            self.leadership.heard(env)
+            return
         if env.topic == PURGE_REQUEST_TOPIC:
             self.on_purge(env)
             return
@@ -140,19 +173,34 @@ class Center:
             self.serial_errors.labels(serial).inc(s.errors)
 
     def rebuild(self) -> None:
-        now = time.monotonic()
-        live = self.liveness.live(now, self.rt.net.timing.dead_after)
+        now, net = time.monotonic(), self.rt.net
+        live = self.liveness.live(now, net.timing.dead_after)
         if set(live) != self.live:
-            self.rt.record(
-                "live_set_changed",
-                up=sorted(set(live) - self.live),
-                down=sorted(self.live - set(live)),
-            )
+            up, down = sorted(set(live) - self.live), sorted(self.live - set(live))
+            self.rt.record("live_set_changed", up=up, down=down)
+            if net.mapping.damping:
+                for mid in down:  # like BGP, a withdrawal is a flap (its return costs nothing more)
+                    if self.damping.changed(mid, now):
+                        self.rt.record("damped", machine=mid, penalty=round(self.damping.penalty_of(mid, now)))
             self.live = set(live)
+        self.damping.forget(now)
         for role in ("edge", "llns"):
             self.live_gauge.labels(role).set(sum(1 for hb in live.values() if hb.role == role))
-        top, lows = build(self.rt.net, live, time.time())
-        fresh: list[AnyMap] = ([top] if top else []) + list(lows)
+        out = self.suspensions.machines(net)
+        damped = {mid: "damped: flapping" for mid in live if mid not in out and self.damping.damped(mid, now)}
+        self.out = {**out, **damped}
+        self.out_gauge.labels("suspended").set(len(out))
+        self.out_gauge.labels("damped").set(len(damped))
+        top, lows = build(net, live, time.time(), self.out)
+        if self.book is None:
+            return  # following: the same maps are built (hot standby), none is published
+        fresh: list[AnyMap] = [top] if top else []
+        for low in lows:
+            last = self.book.maps.get("low")
+            why = self.guard.check(now, low, last if isinstance(last, LowMap) else None)
+            self._hold("low", why)
+            if why is None:
+                fresh.append(low)
         for m in self.book.update(fresh):
             self.signed[m.key] = sign(self.key, self.rt.machine.id, m)
             self.docs.put(m.key, m.version, self.signed[m.key])
@@ -164,16 +212,28 @@ class Center:
             size = len(self.signed[m.key])
             self.rt.record("map_built", map=m.key, term=m.version[0], seq=m.version[1], bytes=size)
 
+    def _hold(self, key: str, why: str | None) -> None:
+        if why is not None and self.held.get(key) != why:
+            self.rt.record("map_held", map=key, reason=why)  # the alarm
+        elif why is None and key in self.held:
+            self.rt.record("map_released", map=key)
+        if why is None:
+            self.held.pop(key, None)
+        else:
+            self.held[key] = why
+        self.held_gauge.labels(key).set(0 if why is None else 1)
+
     def publish(self) -> None:
-        """Changed maps at once; then the announcement of what we hold."""
-        for key in dict.fromkeys(self.changed):
-            self.client.publish(topic(self.book.maps[key]), self.signed[key])
-            self.published.labels(key).inc()
+        """While leading: changed maps at once. Always: what we hold (journals; maps)."""
+        if self.book is not None:
+            for key in dict.fromkeys(self.changed):
+                self.client.publish(topic(self.book.maps[key]), self.signed[key])
+                self.published.labels(key).inc()
         self.changed.clear()
         self.announce()
 
     def announce(self) -> None:
-        maps = {k: (m.version[0], m.version[1]) for k, m in self.book.maps.items()}
+        maps = {k: (m.version[0], m.version[1]) for k, m in self.book.maps.items()} if self.book else {}
         journals = {"purge": (self.purges.id, self.purges.head)}
         self.client.publish(ANNOUNCE_TOPIC, msgspec.msgpack.encode(Announce(self.rt.machine.id, maps, journals)))
 
@@ -181,12 +241,14 @@ class Center:
         t = self.rt.net.timing
         self.rt.not_ready("warmup", f"listening to heartbeats for {t.dead_after}s")
         await self.client.start()
-        self.rt.record("started", term=self.term)
+        self.rt.record("started", term_seen=self.leadership.persisted)
+        routes = center_routes(self.rt, self.docs, {"purge": self.purges})
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.rt.serve_management(center_routes(self.rt, self.docs, {"purge": self.purges})))
+                tg.create_task(self.rt.serve_management(lambda app: (routes(app), operator_routes(self, app))))
                 tg.create_task(self.rt.watchdog())
                 tg.create_task(self.client.run())
+                tg.create_task(self.leadership.run())
                 await asyncio.sleep(t.dead_after)
                 self.announce()  # the purge journal is served from the start: say so
                 self.rt.ready("warmup")

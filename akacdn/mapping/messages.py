@@ -7,11 +7,17 @@ from the edges, `report`), `RegionReport` (region agents, `region`), purge reque
 Out: signed maps (`map.top`, `map.low`: `maps.SignedMap`), journal entries (`purge`:
 `messaging.journal.Entry`), and `Announce` every map interval: what the center holds,
 so a consumer that missed a map or a purge notices and fetches it over HTTP.
+Between centers: `CenterStatus` (topic `center`): the election's status and, from the
+leader, the operator's suspensions.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
+
+from .election import Status
 
 HEARTBEAT_TOPIC = "heartbeat"
 
@@ -23,6 +29,8 @@ class Heartbeat(msgspec.Struct, frozen=True):
     healthy: bool = True
     load: float = 0.0  # requests per second over the last interval
     detail: str = ""
+    # nameservers: the maps they answer from, by key: (term, seq, made_at)
+    maps: dict[str, tuple[int, int, float]] = {}
 
 
 REPORT_TOPIC = "report"  # per-serial traffic from the edges
@@ -60,6 +68,7 @@ class RegionReport(msgspec.Struct, frozen=True):
 PURGE_REQUEST_TOPIC = "purge.request"  # an edge's purge, to the centers' journals
 PURGE_TOPIC = "purge"  # journal entries, from the centers to every edge
 ANNOUNCE_TOPIC = "announce"
+CENTER_TOPIC = "center"  # the centers' statuses to each other (election, suspensions)
 
 
 class Announce(msgspec.Struct, frozen=True):
@@ -69,3 +78,21 @@ class Announce(msgspec.Struct, frozen=True):
     center: str
     maps: dict[str, tuple[int, int]]
     journals: dict[str, tuple[str, int]]
+
+
+class Suspension(msgspec.Struct, frozen=True):
+    """An operator's order: this machine, or every machine of this region, out of the maps."""
+
+    kind: Literal["machine", "region"]
+    id: str
+    reason: str
+    at: float  # wall clock, when it was ordered
+
+
+class CenterStatus(msgspec.Struct, frozen=True):
+    """A center's status (election) and, from the leader, the suspensions in force with
+    their version (leader term, change count): every center keeps the newest."""
+
+    status: Status
+    suspensions_version: tuple[int, int] = (0, 0)
+    suspensions: list[Suspension] = []

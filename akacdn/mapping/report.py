@@ -15,12 +15,18 @@ _enc = msgspec.msgpack.Encoder()
 
 
 async def send_heartbeats(
-    rt: Runtime, client: MessagingClient, status: Callable[[float], tuple[bool, float, str]]
+    rt: Runtime,
+    client: MessagingClient,
+    status: Callable[[float], tuple[bool, float, str]],
+    maps: Callable[[], dict[str, tuple[int, int, float]]] | None = None,
 ) -> None:
-    """Every heartbeat_interval publish (healthy, load, detail) = status(interval)."""
+    """Every heartbeat_interval publish (healthy, load, detail) = status(interval), and for
+    a nameserver the maps it answers from (`akacdn status` shows their version and age)."""
     interval = rt.net.timing.heartbeat_interval
     m = rt.machine
     while True:
         healthy, load, detail = status(interval)
-        client.publish(HEARTBEAT_TOPIC, _enc.encode(Heartbeat(m.id, m.role, m.region, healthy, load, detail)))
+        held = maps() if maps is not None else {}
+        hb = Heartbeat(m.id, m.role, m.region, healthy, load, detail, held)
+        client.publish(HEARTBEAT_TOPIC, _enc.encode(hb))
         await asyncio.sleep(interval)

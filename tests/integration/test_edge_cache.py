@@ -161,12 +161,12 @@ def test_mapping_center_hears_per_serial_traffic(devnet: Devnet) -> None:
         fetch(devnet, edge, "/css/site.css")
 
     def heard() -> bool:
-        hits = devnet.metric("mc1", "akacdn_serial_requests_total", serial="123", outcome="hit")
-        misses = devnet.metric("mc1", "akacdn_serial_requests_total", serial="123", outcome="miss")
+        hits = devnet.metric("mc2", "akacdn_serial_requests_total", serial="123", outcome="hit")
+        misses = devnet.metric("mc2", "akacdn_serial_requests_total", serial="123", outcome="miss")
         return hits >= 2 and misses >= 1
 
     wait_for(heard, 10, "the mapping center to count serial 123's requests")
-    assert devnet.metric("mc1", "akacdn_serial_bytes_total", serial="123") > 0
+    assert devnet.metric("mc2", "akacdn_serial_bytes_total", serial="123") > 0  # every center hears reports
 
 
 def test_cache_on_second_request_keeps_one_hit_wonders_out(devnet: Devnet) -> None:
@@ -196,7 +196,7 @@ def test_a_purge_published_while_an_edge_is_down_is_applied_before_it_serves_aga
     done = purge(devnet, "--url", f"http://{DEMO_HOST}/img/photo-3.png", "--edge", "r2-e1")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    assert answer["journaled"].get("mc1", 0) >= 1, answer  # durable at the mapping center
+    assert answer["journaled"], answer  # durable at a mapping center
     before = origin_count(devnet, "/img/photo-3.png")
 
     devnet.start_machine("r1-e1")
@@ -210,7 +210,8 @@ def test_a_purge_published_while_an_edge_is_down_is_applied_before_it_serves_aga
 
 
 def test_a_purge_no_mapping_center_journaled_says_so(devnet: Devnet) -> None:
-    devnet.kill("mc1")
+    for m in devnet.net.by_role("mapper"):
+        devnet.kill(m.id)
     done = purge(devnet, "--url", f"http://{DEMO_HOST}/css/site.css", "--edge", "r1-e1")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)

@@ -1,0 +1,152 @@
+"""The operators' HTTP API of a mapping center (on its management port).
+
+    GET  /v1/status             the network as this center sees it: the leader, its term,
+                                every center's connectivity, every machine (live, down,
+                                unhealthy, suspended, damped, with the reason), regions,
+                                the map version and age at every nameserver, maps held
+                                back by the guard, the suspensions. Forwarded to the
+                                leader (`?local=1`: this center's own view).
+    POST /v1/operator/suspend   {"kind": "machine"|"region", "id": ..., "reason": ...}
+    POST /v1/operator/resume    {"kind": ..., "id": ...}
+
+The two POSTs need `Authorization: Bearer <keys.operator_token>` and are carried out by
+the leader (a follower forwards them; with no leader: 503). `akacdn status`, `akacdn
+suspend`, `akacdn resume` (`akacdn/ops`) call these on any center.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .center import Center
+
+
+class Order(msgspec.Struct, forbid_unknown_fields=True):
+    kind: Literal["machine", "region"]
+    id: str
+    reason: str = ""
+
+
+def _authorized(center: Center, req: web.Request) -> bool:
+    token = center.rt.net.operator_token
+    given = req.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+async def _forward(center: Center, req: web.Request, body: bytes | None) -> web.Response:
+    """The same request to the leader; 503 when there is none (or it does not answer)."""
+    leader = center.leadership.core.leader
+    if not leader or leader == center.rt.machine.id:
+        return web.json_response({"error": "no mapping center leads now (the network has no leader)"}, status=503)
+    target = center.rt.net.machine(leader)
+    url = f"http://{target.address}:{center.rt.net.ports.management}{req.path_qs}"
+    headers = {k: v for k, v in req.headers.items() if k in ("Authorization", "Content-Type")}
+    try:
+        async with aiohttp.ClientSession() as s:
+            timeout = aiohttp.ClientTimeout(total=center.rt.net.messaging.http_timeout)
+            async with s.request(req.method, url, data=body, headers=headers, timeout=timeout) as r:
+                return web.Response(status=r.status, body=await r.read(), content_type="application/json")
+    except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        return web.json_response({"error": f"the leader {leader} does not answer: {e}"}, status=503)
+
+
+def status_doc(center: Center) -> dict[str, Any]:
+    """The network as this center sees it."""
+    now, wall = time.monotonic(), time.time()
+    net, core = center.rt.net, center.leadership.core
+    me = center.rt.machine.id
+    centers = [{"id": me, "alive": True, "score": round(core.score, 3), "leads": core.leading, "term": core.term}]
+    for pid, (alive, st) in sorted(core.peers(now).items()):
+        leads = bool(st and st.leader == pid)
+        centers.append({"id": pid, "alive": alive, "score": round(st.score, 3) if st else None,
+                        "leads": leads, "term": st.leader_term if st and leads else 0})  # fmt: skip
+    heard = center.liveness.heard_within(now, 1e9)
+    machines, nameservers = [], []
+    for m in net.machines:
+        if m.role not in ("edge", "llns", "tlns"):
+            continue
+        hb = heard.get(m.id)
+        last = center.liveness.last_heard(m.id)
+        if m.id in center.out:
+            state, reason = center.out[m.id].split(":", 1)[0], center.out[m.id]
+        elif m.id in center.live:
+            state, reason = "live", ""
+        elif hb is not None and last is not None and now - last <= net.timing.dead_after:
+            state, reason = "unhealthy", hb.detail or "says it is not healthy"
+        else:
+            state, reason = "down", "not heard" if last is None else f"not heard for {now - last:.1f}s"
+        if m.id in center.out and m.id not in center.live:
+            reason += " (and down)"
+        machines.append({"id": m.id, "role": m.role, "region": m.region, "state": state, "reason": reason,
+                         "heard_ago": round(now - last, 1) if last is not None else None,
+                         "load": round(hb.load, 1) if hb else None})  # fmt: skip
+        if m.role in ("llns", "tlns") and hb is not None:
+            maps = {k: {"version": [t, s], "age": round(wall - made, 1)} for k, (t, s, made) in hb.maps.items()}
+            nameservers.append({"id": m.id, "maps": maps})
+    live_edges = {r.id: 0 for r in net.regions}
+    for m in net.by_role("edge"):
+        if m.id in center.live and m.id not in center.out:
+            live_edges[m.region] += 1
+    suspended_regions = {s.id for s in center.suspensions.listed() if s.kind == "region"}
+    regions = [{"id": r, "live_edges": n, "serving": n >= 2, "suspended": r in suspended_regions}
+               for r, n in live_edges.items()]  # fmt: skip
+    published = {k: list(m.version) for k, m in center.book.maps.items()} if center.book else {}
+    return {
+        "center": me,
+        "leader": core.leader or None,
+        "term": core.leader_term,
+        "centers": centers,
+        "published": published,
+        "held": dict(center.held),
+        "regions": regions,
+        "machines": machines,
+        "nameservers": nameservers,
+        "suspensions": [msgspec.to_builtins(s) for s in center.suspensions.listed()],
+        "suspensions_version": list(center.suspensions.version),
+    }
+
+
+def operator_routes(center: Center, app: web.Application) -> None:
+    async def status(req: web.Request) -> web.Response:
+        if req.query.get("local") != "1" and not center.leadership.core.leading and center.leadership.core.leader:
+            forwarded = await _forward(center, req, None)
+            if forwarded.status == 200:
+                return forwarded
+        return web.json_response(status_doc(center))
+
+    async def order(req: web.Request, suspend: bool) -> web.Response:
+        if not _authorized(center, req):
+            return web.json_response({"error": "a valid operator token is required (keys.operator_token)"}, status=403)
+        body = await req.read()
+        try:
+            o = msgspec.json.decode(body, type=Order)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return web.json_response({"error": str(e)}, status=400)
+        net = center.rt.net
+        known = {m.id for m in net.machines} if o.kind == "machine" else {r.id for r in net.regions}
+        if o.id not in known:
+            return web.json_response({"error": f"no {o.kind} {o.id!r} in the network file"}, status=400)
+        if suspend and not o.reason.strip():
+            return web.json_response({"error": "say why: --reason"}, status=400)
+        core = center.leadership.core
+        if not core.leading:
+            return await _forward(center, req, body)
+        changed = center.suspensions.change(core.term, o.kind, o.id, o.reason.strip()[:200], suspend)
+        if changed:
+            center.rt.record("suspended" if suspend else "resumed", kind=o.kind, id=o.id, reason=o.reason)
+            center.wake.set()
+            center.leadership.send_status()  # the other centers hold it at once
+        listed = [msgspec.to_builtins(s) for s in center.suspensions.listed()]
+        return web.json_response({"done": changed, "by": center.rt.machine.id, "term": core.term,
+                                  "version": list(center.suspensions.version), "suspensions": listed})  # fmt: skip
+
+    app.router.add_get("/v1/status", status)
+    app.router.add_post("/v1/operator/suspend", lambda req: order(req, True))
+    app.router.add_post("/v1/operator/resume", lambda req: order(req, False))
