@@ -32,8 +32,11 @@ that: a restarted old leader never leads under a term that is not new.
   the k-th claims once no leader has been heard for 2k leases.
 - Staying. A leader stays while it is eligible and no alive peer's standing beats its
   own by `margin` for `confirm`; then it hands over (resigns; the better one claims).
-  Below `min_score` for `lease` it resigns (cut off). With steady connectivity nothing
-  changes: no flapping.
+  Below `min_score` for `lease` it resigns (cut off). A leader that cannot hear the
+  better center (a half-cut network) cannot hand over: that center, hearing the leader
+  stay worse by `margin` for `confirm` + `lease`, takes over under a newer term, and
+  the old leader resigns when it hears of it. With steady connectivity nothing changes:
+  no flapping.
 
 Inputs are never refused by raising: statuses of unknown centers are counted in
 `ignored`; a `ValueError` escapes only from the constructor.
@@ -175,12 +178,13 @@ class Election:
             term, pid, age = max(claims)
             if (pid, term) != (self.leader, self.leader_term):
                 self._event(now, "follows", pid, f"term {term}")
+                self._beaten_since = None
             self.leader, self.leader_term = pid, term
             direct = alive.get(pid)
             # we vouch only for what we heard ourselves: news travels one hop, never in a loop
             self.leader_age = now - direct.heard if direct is not None and direct.status.leader == pid else float("inf")
             self._leaderless_since = now
-            return []
+            return self._depose(now, direct.status if direct is not None and direct.status.leader == pid else None)
         if self.leader:
             self._event(now, "follows", "", f"{self.leader} unheard for {s.lease}s")
             self.leader, self.leader_term = "", 0
@@ -210,6 +214,22 @@ class Election:
         i = self.index[self.id]
         t = self.seen + 1
         return t + (i - t) % self.n
+
+    def _depose(self, now: float, leader: Status | None) -> list[Decision]:
+        """A follower takes over from a leader it hears that stays clearly worse connected
+        (by `margin`) for longer than the leader's own hand-over takes (`confirm` +
+        `lease`): the leader may not hear us to hand over (a half-cut link)."""
+        s = self.settings
+        if leader is None or self.score < s.min_score:
+            self._beaten_since = None
+            return []
+        if self._standing(self.id, self.score) > self._standing(leader.center, leader.score) + s.margin:
+            self._beaten_since = now if self._beaten_since is None else self._beaten_since
+            if now - self._beaten_since >= s.confirm + s.lease:
+                return self._lead(now, f"{leader.center} stays worse connected ({leader.score:.2f})")
+        else:
+            self._beaten_since = None
+        return []
 
     def _lead(self, now: float, why: str) -> list[Decision]:
         self.term = self.next_term()

@@ -241,3 +241,16 @@ class Network(RuleBasedStateMachine):
 
 TestNetwork = Network.TestCase
 TestNetwork.settings = settings(max_examples=60, stateful_step_count=12, deadline=None)
+
+
+def test_a_leader_that_cannot_hear_the_better_center_is_deposed_by_it() -> None:
+    es = {c.id: Election(c.id, CENTERS[:2], S) for c in CENTERS[:2]}
+    run(es, {"mc1": 1.0, "mc2": 1.0}, 0.0, 6.0)
+    assert leaders(es) == ["mc1"]
+    # half-cut: mc2 still hears mc1 (worse now), mc1 no longer hears mc2 (cannot hand over)
+    out = run(es, {"mc1": 0.7, "mc2": 1.0}, 6.5, 30.0, hears={("mc1", "mc2")})
+    took = [t for t, cid, d in out if cid == "mc2" and isinstance(d, Lead)]
+    assert took and took[0] >= 6.5 + S.confirm + S.lease
+    assert es["mc2"].leading and es["mc2"].term > 2
+    run(es, {"mc1": 0.7, "mc2": 1.0}, 30.5, 32.0)  # the link heals: mc1 hears the newer term
+    assert leaders(es) == ["mc2"]
