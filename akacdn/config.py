@@ -59,8 +59,10 @@ class TTLs(_Strict):
 
 
 class Timing(_Strict):
-    heartbeat_interval: Seconds = 1.0
-    dead_after: Seconds = 3.0
+    # a dead machine leaves the maps within dead_after (plus a map interval): 4 missed
+    # beats, so a stall of a few hundred ms (a loaded machine, a GC) is no false alarm
+    heartbeat_interval: Seconds = 0.5
+    dead_after: Seconds = 2.0
     map_interval: Seconds = 1.0
     subscribe_interval: Seconds = 2.0
 

@@ -13,8 +13,9 @@ suspended (`suspensions`, `operator`) and those flap damping holds out; a low-le
 that would leave no region serving, or drop more than `[mapping] max_drop` of the
 capacity at once (until that lasts `drop_confirm`), is held (alarm event, metric).
 
-Maps are rebuilt every `map_interval` (at once when a machine comes back to life, but at
-most five times a second); while leading, a map that changed is published on its topic
+Maps are rebuilt every `map_interval`, at once when a machine comes back to life or turns
+dead (the shell sleeps until the first machine's `dead_after` runs out), but at most
+five times a second; while leading, a map that changed is published on its topic
 at once (chunked over the messaging network however large) and served over HTTP
 (`messaging.transport`). Every `map_interval` an `Announce` names the versions held (the
 leader's) and the journal's head, so a consumer that lost a map or a purge fetches it.
@@ -258,7 +259,12 @@ class Center:
                     self.rebuild()
                     self.publish()
                     await asyncio.sleep(gap)
-                    await woken(self.wake, t.map_interval - gap)
+                    # the next map interval, or the moment a machine turns dead, if sooner
+                    expiry = self.liveness.next_expiry(time.monotonic(), t.dead_after)
+                    until = t.map_interval - gap
+                    if expiry is not None:
+                        until = min(until, max(0.0, expiry - time.monotonic()) + 0.01)
+                    await woken(self.wake, until)
         finally:
             self.client.close()
 

@@ -446,3 +446,12 @@ def test_same_bucket_same_nameservers() -> None:
     assert nameservers_for_client(client_bucket("192.0.2.200"), nss) == a
     v6 = nameservers_for_client(client_bucket("2001:db8:0:1::1"), nss)
     assert nameservers_for_client(client_bucket("2001:db8:0:ff::2"), nss) == v6
+
+
+def test_next_expiry_is_the_first_live_machines_deadline(net: Network) -> None:
+    lv = Liveness(net)
+    lv.heard("r1-e1", hb(net, "r1-e1"), 10.0)
+    lv.heard("r1-e2", hb(net, "r1-e2"), 11.0)
+    assert lv.next_expiry(12.0, 3.0) == 13.0
+    assert lv.next_expiry(13.5, 3.0) == 14.0  # r1-e1 is dead already: the next
+    assert lv.next_expiry(20.0, 3.0) is None
