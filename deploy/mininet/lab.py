@@ -787,7 +787,7 @@ def drop_path(lab: Lab, net_a: str, net_b: str, loss_percent: int = 100) -> Faul
     """Drop ``loss_percent`` % of the packets between two lab networks, in each
     direction (so a round trip survives with (1-p)^2), with nftables in the forward
     chain of ``net_a``'s router (``numgen random mod 100 < p``; 100 = partition).
-    Networks by name ("c1", "r1", "org", "tl", "mc", "rl", "dns") or by a host in them."""
+    Networks by name ("c1", "r1", "org", "tl", "mc", "mc2", "rl", "dns") or by a host in them."""
     a, b = lab.net_of(net_a), lab.net_of(net_b)
     if a.name == b.name:
         raise ValueError("the two networks must differ")

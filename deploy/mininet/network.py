@@ -11,7 +11,8 @@ Machines are the topology's hosts, by the same name (machine id = Mininet host n
                               more per region they cover each other like the edges: SERVICE
                               address 198.18.R.(101+i), ``host_address`` 198.18.R.(1+i)
     tlns    tlns1..           198.18.100.11..
-    mapper  mc1, mc2          198.18.101.11.. (an Ed25519 key pair each, like the devnet's)
+    mapper  mc1, mc2          198.18.101.11, 198.18.112.11 (each in a network of its own; an
+                              Ed25519 key pair each, like the devnet's)
     relay   relay1..          198.18.102.11..
 
 plus the demo origin (``akacdn origin``, 198.18.200.10:80) as the demo customer's origin,

@@ -25,7 +25,8 @@ Address plan (everything inside 198.18.0.0/15, every network a /24)::
     region R (1..49)   198.18.R.0/24       rRgw  .1        198.18.254.R     rRe1.. at .11..,
                                                                             LLNS rRns1.. at .2..
     TLNS               198.18.100.0/24     tlnsgw .1       198.18.254.100   tlns1.. at .11..
-    mapping centers    198.18.101.0/24     mcgw  .1        198.18.254.101   mc1, mc2 at .11..
+    mapping center 1   198.18.101.0/24     mcgw  .1        198.18.254.101   mc1 at .11
+    mapping center N   198.18.(110+N).0/24 mcNgw .1        198.18.254.(110+N)  mcN at .11 (N = 2..)
     relays             198.18.102.0/24     relaygw .1      198.18.254.102   relay1.. at .11..
     resolver           198.18.103.0/24     resgw .1        198.18.254.103   resolver at .53
     origin             198.18.200.0/24     origw .1        198.18.254.200   origin at .10
@@ -260,17 +261,15 @@ class AkacdnTopo(Topo):
                 None,
             )
         )
-        specs.append(
-            (
-                "mc",
-                "mapper",
-                "198.18.101.0/24",
-                101,
-                "mcgw",
-                [(f"mc{i}", "mapper", 10 + i) for i in range(1, mappers + 1)],
-                None,
+        # each mapping center in a network of its own (its own gateway and uplink), so a
+        # lab can cut or degrade one center's network, as in the paper's 4.2
+        for i in range(1, mappers + 1):
+            name, pfx, core_id = (
+                ("mc", "198.18.101.0/24", 101) if i == 1 else (f"mc{i}", f"198.18.{110 + i}.0/24", 110 + i)
             )
-        )
+            specs.append(
+                (name, "mapper", pfx, core_id, "mcgw" if i == 1 else f"mc{i}gw", [(f"mc{i}", "mapper", 11)], None)
+            )
         specs.append(
             (
                 "rl",
