@@ -151,3 +151,42 @@ def test_an_older_map_replayed_is_refused(devnet: Devnet) -> None:
         send_udp(relay.address, devnet.net.ports.messaging, ring.seal(d), m.address)
     wait_for(lambda: devnet.metric("r1-llns", "akacdn_maps_refused_total", reason="older") > refused, 10, "refused")
     assert devnet.net.machine("r2-e3").address not in answers(devnet)  # still the newer map
+
+
+def _status(dn: Devnet) -> dict:
+    done = akacdn(dn, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _state(dn: Devnet, machine: str) -> str:
+    return next(m["state"] for m in _status(dn)["machines"] if m["id"] == machine)
+
+
+def test_a_big_drop_of_capacity_is_held_until_it_lasts(devnet: Devnet) -> None:
+    """6 of the 9 edges die at once: the guard holds the map (alarm) for drop_confirm,
+    the nameservers answer from the last map meanwhile, then the drop is published."""
+    dead = [m for m in devnet.net.by_role("edge") if m.region in ("r1", "r2")]
+    for m in dead:
+        devnet.kill(m.id)
+    wait_for(lambda: _status(devnet)["held"].get("low"), 15, "the guard to hold the low map")
+    leader = devnet.leader()
+    assert leader is not None and devnet.metric(leader, "akacdn_map_held", map="low") == 1
+    r3 = {m.address for m in devnet.net.by_role("edge") if m.region == "r3"}
+    wait_for(lambda: answers(devnet) and answers(devnet) <= r3, 30, "the drop published once it lasted")
+    assert devnet.metric(leader, "akacdn_map_held", map="low") == 0
+    events = json.loads(devnet.management(leader, "/events")[1])
+    assert any(e["event"] == "map_held" for e in events) and any(e["event"] == "map_released" for e in events)
+
+
+def test_a_flapping_edge_is_damped_and_status_says_so(devnet: Devnet) -> None:
+    victim = "r1-e2"
+    for _ in range(3):  # three failures in a row: above the suppress threshold
+        devnet.kill(victim)
+        wait_for(lambda: _state(devnet, victim) == "down", 15, f"{victim} seen down")
+        devnet.start_machine(victim)
+        wait_for(lambda: devnet.ready(victim), 20, f"{victim} ready")
+    wait_for(lambda: _state(devnet, victim) == "damped", 15, f"{victim} damped while it runs")
+    row = next(m for m in _status(devnet)["machines"] if m["id"] == victim)
+    assert "flapping" in row["reason"]
+    assert devnet.net.machine(victim).address not in answers(devnet)
