@@ -40,10 +40,11 @@ class Liveness:
         self._known = {m.id: m for m in net.machines}
         self._heard = {k: v for k, v in self._heard.items() if k in self._known}
 
-    def next_expiry(self, now: float, dead_after: float) -> float | None:
-        """When the first live machine would turn dead if not heard again (the center
-        rebuilds then, not a map interval later)."""
-        times = [t + dead_after for t, hb in self._heard.values() if hb.healthy and t + dead_after > now]
+    def next_expiry(self, live: Collection[str], dead_after: float) -> float | None:
+        """When the first of the `live` machines (the live set of the last build) turns
+        dead if not heard again: the center rebuilds then, not a map interval later (a
+        time already past means: rebuild now)."""
+        times = [self._heard[m][0] + dead_after for m in live if m in self._heard]
         return min(times) if times else None
 
     def heard_within(self, now: float, window: float) -> dict[str, Heartbeat]:

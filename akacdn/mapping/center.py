@@ -260,7 +260,7 @@ class Center:
                     self.publish()
                     await asyncio.sleep(gap)
                     # the next map interval, or the moment a machine turns dead, if sooner
-                    expiry = self.liveness.next_expiry(time.monotonic(), t.dead_after)
+                    expiry = self.liveness.next_expiry(self.live, t.dead_after)
                     until = t.map_interval - gap
                     if expiry is not None:
                         until = min(until, max(0.0, expiry - time.monotonic()) + 0.01)

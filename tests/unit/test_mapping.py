@@ -452,6 +452,6 @@ def test_next_expiry_is_the_first_live_machines_deadline(net: Network) -> None:
     lv = Liveness(net)
     lv.heard("r1-e1", hb(net, "r1-e1"), 10.0)
     lv.heard("r1-e2", hb(net, "r1-e2"), 11.0)
-    assert lv.next_expiry(12.0, 3.0) == 13.0
-    assert lv.next_expiry(13.5, 3.0) == 14.0  # r1-e1 is dead already: the next
-    assert lv.next_expiry(20.0, 3.0) is None
+    assert lv.next_expiry({"r1-e1", "r1-e2"}, 3.0) == 13.0  # (even once past: the build is due)
+    assert lv.next_expiry({"r1-e2"}, 3.0) == 14.0  # r1-e1 left the live set at the last build
+    assert lv.next_expiry(set(), 3.0) is None
