@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, Network, load_network
 
@@ -167,22 +168,34 @@ def run_purge(args: argparse.Namespace) -> int:
         return _fail(f"cannot reach {edge.id} at {edge.address}: {e}")
 
 
+def _ask(
+    net: Network, args: argparse.Namespace, method: str, path: str, body: dict[str, str] | None = None
+) -> tuple[int, Any] | int:
+    """(HTTP status, JSON) from a mapping center (`--center`, or the first that answers),
+    or an exit code after saying why none could be asked."""
+    from .ops.client import NoCenter, call
+
+    try:
+        return call(net, method, path, body, center=args.center)
+    except NoCenter as e:
+        return _fail(f"no mapping center answered: {e}")
+    except KeyError:
+        return _fail(f"no mapping center {args.center!r} in {args.config}")
+
+
 def run_status(args: argparse.Namespace) -> int:
     """The network as the leading mapping center sees it (any center answers, forwarding)."""
     import json
 
-    from .ops.client import NoCenter, call
     from .ops.status import render
 
     net = _load(args.config)
     if isinstance(net, int):
         return net
-    try:
-        code, doc = call(net, "GET", "/v1/status" + ("?local=1" if args.local else ""), center=args.center)
-    except NoCenter as e:
-        return _fail(f"no mapping center answered: {e}")
-    except KeyError:
-        return _fail(f"no mapping center {args.center!r} in {args.config}")
+    got = _ask(net, args, "GET", "/v1/status" + ("?local=1" if args.local else ""))
+    if isinstance(got, int):
+        return got
+    code, doc = got
     if code != 200:
         return _fail(f"status refused: {code} {doc}")
     print(json.dumps(doc, indent=2) if args.json else render(doc))
@@ -193,20 +206,16 @@ def run_order(args: argparse.Namespace, suspend: bool) -> int:
     """Suspend or resume a machine or a region (any center takes it; the leader carries it out)."""
     import json
 
-    from .ops.client import NoCenter, call
-
     net = _load(args.config)
     if isinstance(net, int):
         return net
     if not net.operator_token:
         return _fail(f"{args.config}: keys.operator_token is not set: the centers refuse operator orders")
     body = {"kind": args.kind, "id": args.id, "reason": getattr(args, "reason", "") or ""}
-    try:
-        code, doc = call(net, "POST", f"/v1/operator/{'suspend' if suspend else 'resume'}", body, center=args.center)
-    except NoCenter as e:
-        return _fail(f"no mapping center answered: {e}")
-    except KeyError:
-        return _fail(f"no mapping center {args.center!r} in {args.config}")
+    got = _ask(net, args, "POST", f"/v1/operator/{'suspend' if suspend else 'resume'}", body)
+    if isinstance(got, int):
+        return got
+    code, doc = got
     if code != 200:
         return _fail(f"refused: {(doc or {}).get('error', code) if isinstance(doc, dict) else code}")
     if args.json:
