@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -59,10 +60,18 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
     if args.check_config:
         print(f"{net.path}: ok ({len(net.machines)} machines, {len(net.customers)} customers)")
         return 0
+    from .recovery.roll import Recovery, gate
     from .runtime import Runtime, run
 
     main = _import(DAEMONS[role][1])
+    rt = Runtime(net, machine, role)
+    recovery = Recovery(rt)
+    # the start gate first (long-sleep, if this daemon keeps rolling), before any worker forks
+    run(lambda: gate(rt, recovery), fast_loop=role != "agent", reload=lambda: None, log=rt.log)
+    if not recovery.awake:
+        return 0  # stopped while asleep
     workers = net.dns.workers if role in ("tlns", "llns") else net.edge.workers if role == "edge" else 1
+    links: list[object] = []
     if workers > 1:
         from .workers import fork_workers
 
@@ -70,16 +79,41 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
 
         def worker(index: int, link: object) -> int:
             wrt = Runtime(net, machine, f"{role}-worker{index}")
+            Recovery(wrt).policy.log.running = False  # its rolls are the parent's: only faults and records here
             # reloads come from the parent; only the parent talks to systemd
             os.environ.pop("NOTIFY_SOCKET", None)
-            return run(lambda: worker_main(wrt, link), fast_loop=True, reload=lambda: None, log=wrt.log)
+            return _supervised(wrt, lambda: worker_main(wrt, link), True, lambda: None)
 
         links = fork_workers(workers - 1, worker)
-        rt = Runtime(net, machine, role)
-        return run(lambda: main(rt, links), fast_loop=True, reload=rt.reload, log=rt.log)
-    rt = Runtime(net, machine, role)
+
+    def daemon() -> Awaitable[None]:
+        return main(rt, links) if links else main(rt)
+
     # pyroute2 0.9 fails on uvloop: the region agent runs on the stock loop, the rest on uvloop
-    return run(lambda: main(rt), fast_loop=role != "agent", reload=rt.reload, log=rt.log)
+    return _supervised(rt, daemon, role != "agent", rt.reload)
+
+
+def _supervised(rt: Any, main: Callable[[], Awaitable[None]], fast_loop: bool, reload: Callable[[], object]) -> int:
+    """Run a daemon's main with its recovery watch; a crash that escapes it is a roll (crash
+    record, exit 70), a clean stop is not."""
+    from .runtime import run
+
+    async def watched() -> None:
+        watch = asyncio.create_task(rt.recovery.watch())
+        try:
+            await main()
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
+    try:
+        code = run(watched, fast_loop=fast_loop, reload=reload, log=rt.log)
+    except Exception as e:  # the daemon crashed outside any request: roll
+        rt.recovery.roll(e)
+        raise
+    if code == 0:
+        rt.recovery.stopped()
+    return code
 
 
 def run_devnet(args: argparse.Namespace) -> int:
@@ -106,16 +140,14 @@ def run_devnet(args: argparse.Namespace) -> int:
         dn.start(timeout=args.timeout)
         started.append(1)
         print(hints(dn), flush=True)
+        seen = 0
         while not stop:
-            for name, code in dn.exited().items():
-                # restart like systemd would, so the network heals by itself
-                print(f"devnet: {name} exited with {code}; restarting", flush=True)
-                dn.procs.pop(name)
-                if name == "origin":
-                    dn.start_origin()
-                else:
-                    dn.start_machine(name)
-            time.sleep(0.5)
+            # restart like systemd would (Restart=always), so the network heals by itself
+            dn.restart_exited()
+            for _, name, code in dn.restarts[seen:]:
+                print(f"devnet: {name} exited with {code}; restarted", flush=True)
+            seen = len(dn.restarts)
+            time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     except (RuntimeError, TimeoutError) as e:
@@ -358,6 +390,9 @@ def parser() -> argparse.ArgumentParser:
         d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
         d.add_argument("--json", action="store_true", help="the center's answer as JSON")
         d.set_defaults(func=lambda a, verb=verb: run_order(a, verb == "suspend"))
+    from .ops.recovery import add_parsers
+
+    add_parsers(sub)
     d = sub.add_parser(
         "akamaize",
         help="rewrite a customer's HTML page so its static objects load from the edge",

@@ -173,6 +173,52 @@ class MappingSettings(_Strict):
     flap_max_suppress: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
 
 
+class RecoverySettings(_Strict):
+    """Recovery-oriented operation (`akacdn.recovery`): rolls, long-sleep, the network-wide
+    in-place mode, quarantine. Defaults after Kubernetes' CrashLoopBackOff (10 s doubling
+    to 5 min, reset after 10 min healthy) and ANCHORS.md."""
+
+    roll_limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5  # rolls within roll_window before a long sleep
+    roll_window: Seconds = 600.0
+    long_sleep: Seconds = 10.0  # the first long sleep; each next one doubles ...
+    long_sleep_max: Seconds = 300.0  # ... up to this
+    healthy_reset: Seconds = 600.0  # serving this long without a roll forgets the rolls and sleeps
+    stall_limit: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0  # event loop stuck this long: roll (0: off)
+    # more than this share of the machines (of the network, or of one region) rolling within
+    # mode_window switches every daemon to recovering in place; it ends mode_window after the last
+    in_place_fraction: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.1
+    in_place_min_machines: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 3  # and at least this many
+    mode_window: Seconds = 60.0
+    # in place: faults of one serial on a machine before the machine disables it
+    disable_after: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 3
+    quarantine_after: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 2  # machines one serial crashed ...
+    quarantine_window: Seconds = 300.0  # ... within this, to be quarantined
+    quarantine_servers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1  # the edges per region it keeps
+    quarantine_hold: Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)] = 3600.0  # after its last crash
+
+
+class ReleaseSettings(_Strict):
+    """Zoned releases (`akacdn release`, `mapping.rollout`)."""
+
+    time_scale: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0  # x the paper's Table 1 phase durations
+    min_requests: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 20  # zone requests before a verdict
+    max_error_rate_gap: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.01
+    apply_timeout: Seconds = 30.0  # a zone machine runs the bundle within this, or the release aborts
+    data_wait: Annotated[float, msgspec.Meta(ge=1, le=100)] = 3.0  # x min duration without data: abort
+
+
+class ReleaseSigner(_Strict):
+    id: Ident
+    public_key: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]  # Ed25519, hex
+
+
+class FaultSettings(_Strict):
+    """Fault injection for labs and tests: customers' `faults` are refused unless enabled."""
+
+    enabled: bool = False
+    hang_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0  # how long a "hang" blocks the daemon
+
+
 class ClientNetwork(_Strict):
     """A client network and the region that serves it best (from measurement or operator)."""
 
@@ -196,6 +242,8 @@ class Keys(_Strict):
     purge_token: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$|^$")] = ""
     # bearer token of the mapping centers' operator API (suspend, resume); empty: refused
     operator_token: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{2}){16,64}$|^$")] = ""
+    # who may sign release bundles (`akacdn release`): none, and every bundle is refused
+    release_signers: list[ReleaseSigner] = []
 
 
 class Region(_Strict):
@@ -240,6 +288,16 @@ DEFAULT_DYNAMIC: tuple[str, ...] = (
 )
 
 
+class Fault(_Strict):
+    """An injected fault (labs and tests; `[faults] enabled` must be true): requests for
+    `path` (a glob as in `dynamic`) on the edge, or any query for the serial's name on
+    an LLNS, make the daemon crash, hang, or answer wrongly."""
+
+    on: Literal["edge", "dns"]
+    kind: Literal["crash", "hang", "wrong"]
+    path: str = "*"
+
+
 class Customer(_Strict):
     name: Ident
     serial: Annotated[int, msgspec.Meta(ge=1, le=999999)]
@@ -253,6 +311,7 @@ class Customer(_Strict):
     edge_hostname: str = ""  # cname form: one of hostnames (CNAMEd to aNNN.g.<base>); default aNNN.g.<base>
     # keep one-hit wonders out of the store: an object is stored the second time it is asked for
     cache_on_second_request: bool = False
+    faults: list[Fault] = []  # fault injection: refused unless the network's [faults] enabled
 
 
 class Customers(_Strict):
@@ -273,6 +332,9 @@ class NetworkFile(_Strict):
     messaging: MessagingSettings = MessagingSettings()
     election: ElectionSettings = ElectionSettings()
     mapping: MappingSettings = MappingSettings()
+    recovery: RecoverySettings = RecoverySettings()
+    release: ReleaseSettings = ReleaseSettings()
+    faults: FaultSettings = FaultSettings()
     map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
@@ -294,6 +356,9 @@ class Network(msgspec.Struct, frozen=True):
     messaging: MessagingSettings
     election: ElectionSettings
     mapping: MappingSettings
+    recovery: RecoverySettings
+    release: ReleaseSettings
+    faults: FaultSettings
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
     message_key: bytes  # the key we send with
@@ -301,6 +366,7 @@ class Network(msgspec.Struct, frozen=True):
     message_keys: dict[int, bytes]  # every key we accept, by id (the sending key among them)
     purge_token: str
     operator_token: str
+    release_signers: dict[str, bytes]  # signer id -> Ed25519 public key
     regions: tuple[Region, ...]
     machines: tuple[Machine, ...]
     customers: tuple[Customer, ...]
@@ -486,10 +552,11 @@ def _check_akamaize(path: Path, at: str, c: Customer) -> None:
             )
 
 
-def load_customers(path: str | Path) -> tuple[Customer, ...]:
-    """Load and validate a customers file."""
+def load_customers(path: str | Path, data: bytes | None = None) -> tuple[Customer, ...]:
+    """Load and validate a customers file (`data`: its content, when it is not read from
+    `path`, e.g. a release bundle's)."""
     path = Path(path)
-    cs = _decode(path, _read(path), Customers)
+    cs = _decode(path, _read(path) if data is None else data, Customers)
     assert isinstance(cs, Customers)
     _check_customers(path, cs)
     return tuple(
@@ -502,6 +569,26 @@ def load_customers(path: str | Path) -> tuple[Customer, ...]:
     )
 
 
+def check_customers_fit(
+    path: str | Path, customers: tuple[Customer, ...], base: str, subzones: tuple[str, ...] | list[str], faults: bool
+) -> None:
+    """What a customers file must agree on with its network: edge hostnames under the base
+    domain, and fault injection only where the network enables it."""
+    for i, c in enumerate(customers):
+        own = {f"a{c.serial}.{sub}.{base}" for sub in subzones}
+        if c.edge_hostname and c.edge_hostname not in c.hostnames and c.edge_hostname not in own:
+            raise ConfigError(
+                path,
+                f"$.customers[{i}].edge_hostname",
+                f"{c.edge_hostname} is neither one of the customer's hostnames nor under {base}",
+            )
+        if c.faults and not faults:
+            raise ConfigError(path, f"$.customers[{i}].faults", "fault injection is off in this network ([faults])")
+        for j, fault in enumerate(c.faults):
+            if not _GLOB.fullmatch(fault.path) or fault.path[0] not in "/*":
+                raise ConfigError(path, f"$.customers[{i}].faults[{j}].path", f"{fault.path!r} is not a path glob")
+
+
 def load_network(path: str | Path) -> Network:
     """Load and validate a network file and the customers file it names."""
     path = Path(path).resolve()
@@ -510,14 +597,7 @@ def load_network(path: str | Path) -> Network:
     base = _check_domain(path, "$.base_domain", f.base_domain)
     _check_network(path, f)
     customers = load_customers(path.parent / f.customers)
-    for i, c in enumerate(customers):
-        own = {f"a{c.serial}.{sub}.{base}" for sub in f.map_subzones}
-        if c.edge_hostname and c.edge_hostname not in c.hostnames and c.edge_hostname not in own:
-            raise ConfigError(
-                path.parent / f.customers,
-                f"$.customers[{i}].edge_hostname",
-                f"{c.edge_hostname} is neither one of the customer's hostnames nor under {base}",
-            )
+    check_customers_fit(path.parent / f.customers, customers, base, f.map_subzones, f.faults.enabled)
     state_dir = Path(f.state_dir)
     if not state_dir.is_absolute():
         state_dir = path.parent / state_dir
@@ -537,6 +617,9 @@ def load_network(path: str | Path) -> Network:
         messaging=msgspec.structs.replace(f.messaging, deadlines={**DEFAULT_DEADLINES, **f.messaging.deadlines}),
         election=f.election,
         mapping=f.mapping,
+        recovery=f.recovery,
+        release=f.release,
+        faults=f.faults,
         map_subzones=tuple(f.map_subzones),
         client_networks=tuple(
             msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))
@@ -554,6 +637,7 @@ def load_network(path: str | Path) -> Network:
         },
         purge_token=f.keys.purge_token,
         operator_token=f.keys.operator_token,
+        release_signers={s.id: bytes.fromhex(s.public_key) for s in f.keys.release_signers},
         regions=tuple(f.regions),
         machines=machines,
         customers=customers,

@@ -133,9 +133,16 @@ class Runtime:
         self._not_ready: dict[str, str] = {}
         self._announced = False
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
+        self._made: dict[str, Counter | Gauge] = {}
         self.up = Gauge("akacdn_up", "1 while the daemon runs", ["component"], registry=self.registry)
         self.up.labels(component).set(1)
         self._reloaders: list[Callable[[Network], None]] = []
+        # recovery-oriented operation (`akacdn.recovery.roll.Recovery`, set by the daemon's
+        # start): rolls, faults, the in-place mode; None in tools and tests that build a bare one
+        self.recovery: Any = None
+        # messages for the centers from before the messaging client was up (the last run's
+        # crash records): the first client that starts publishes them
+        self.publish_at_start: list[tuple[str, bytes]] = []
         self.reloads = self.counter("akacdn_config_reloads", "SIGHUP config reloads", ("result",))
 
     # configuration reload ----------------------------------------------------------
@@ -180,6 +187,11 @@ class Runtime:
             self.log.info("ready")
             sd_notify("READY=1\nSTATUS=serving")
 
+    def forget(self, part: str) -> None:
+        """Drop a waiting part without announcing readiness (the long-sleep's, when the
+        daemon proper starts and registers its own parts)."""
+        self._not_ready.pop(part, None)
+
     @property
     def is_ready(self) -> bool:
         return not self._not_ready
@@ -190,10 +202,17 @@ class Runtime:
         self.log.info(event, **fields)
 
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-        return Counter(name, doc, list(labels), registry=self.registry)
+        """A counter of this daemon's registry; the same one to every part that asks for it."""
+        got = self._made.get(name)
+        if got is None:
+            got = self._made[name] = Counter(name, doc, list(labels), registry=self.registry)
+        return got  # type: ignore[return-value]
 
     def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(name, doc, list(labels), registry=self.registry)
+        got = self._made.get(name)
+        if got is None:
+            got = self._made[name] = Gauge(name, doc, list(labels), registry=self.registry)
+        return got  # type: ignore[return-value]
 
     # management server -----------------------------------------------------------
     async def _metrics(self, _: web.Request) -> web.Response:

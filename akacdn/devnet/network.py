@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import tomli_w
@@ -107,8 +109,12 @@ def _center_key(keyfile: Path) -> str:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
-def write_config(directory: Path, lay: Layout) -> Path:
-    """Write a complete devnet configuration; returns the network file's path."""
+Tweak = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Path:
+    """Write a complete devnet configuration; returns the network file's path. `tweak`
+    may change the network and customers documents before they are written (tests)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "keys").mkdir(exist_ok=True)
     # keys survive a restart of the devnet, so the maps the nameservers kept stay valid
@@ -153,6 +159,8 @@ def write_config(directory: Path, lay: Layout) -> Path:
             }
         ]
     }
+    if tweak is not None:
+        tweak(network, customers)
     (directory / "customers.toml").write_text(tomli_w.dumps(customers))
     path = directory / "network.toml"
     path.write_text(tomli_w.dumps(network))

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from dnslib import DNSRecord
 
 from ..config import Network, load_network
-from .network import Layout, write_config
+from .network import Layout, Tweak, write_config
 from .resolver import resolver_address, unbound_binary, unbound_conf
 
 PR_SET_PDEATHSIG = 1
@@ -55,14 +56,18 @@ def dns_query(server: str, port: int, name: str, qtype: str = "A", timeout: floa
 
 
 class Devnet:
-    def __init__(self, directory: Path, layout: Layout, resolver: bool = True) -> None:
+    def __init__(self, directory: Path, layout: Layout, resolver: bool = True, tweak: Tweak | None = None) -> None:
         self.dir = directory
         self.layout = layout
-        self.config_path = write_config(directory, layout)
+        self.config_path = write_config(directory, layout, tweak)
         self.net: Network = load_network(self.config_path)
         self.logs = directory / "logs"
         self.logs.mkdir(exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: list[tuple[float, str, int]] = []  # (when, process, exit code) of supervised restarts
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
         self.unbound = unbound_binary() if resolver else None
         self.resolver = resolver_address(layout) if self.unbound else None
 
@@ -105,8 +110,43 @@ class Devnet:
         self.wait_ready([m.id for m in self.net.machines], timeout)
         self.wait_converged(timeout)
 
+    def restart_exited(self) -> list[str]:
+        """Start again every process that ended by itself, as systemd's Restart=always does
+        (the daemon itself decides whether it long-sleeps first). Returns their names."""
+        with self._lock:
+            done = []
+            for name, code in self.exited().items():
+                self.restarts.append((time.monotonic(), name, code))
+                self.procs.pop(name)
+                if name == "origin":
+                    self.start_origin()
+                elif name == "resolver":
+                    self.start_resolver()
+                else:
+                    self.start_machine(name)
+                done.append(name)
+            return done
+
+    def supervise(self, every: float = 0.1) -> None:
+        """Restart processes that end by themselves, from a thread, until `stop()`."""
+
+        def loop() -> None:
+            while not self._stopping.wait(every):
+                self.restart_exited()
+
+        self._supervisor = threading.Thread(target=loop, daemon=True, name="devnet-supervisor")
+        self._supervisor.start()
+
     def kill(self, machine_id: str, sig: int = signal.SIGKILL) -> None:
-        p = self.procs.pop(machine_id)
+        """End a process for good (it is not restarted; `start_machine` brings it back)."""
+        with self._lock:
+            p = self.procs.pop(machine_id)
+        p.send_signal(sig)
+        p.wait(10)
+
+    def crash(self, machine_id: str, sig: int = signal.SIGKILL) -> None:
+        """Kill a process and leave it to the supervisor (`supervise`) to restart: a roll."""
+        p = self.procs[machine_id]
         p.send_signal(sig)
         p.wait(10)
 
@@ -115,6 +155,9 @@ class Devnet:
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM everything, then SIGKILL what is left after `grace` seconds."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

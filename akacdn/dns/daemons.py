@@ -14,6 +14,7 @@ from ..mapping.maps import AnyMap, LowMap, TopMap
 from ..mapping.messages import ANNOUNCE_TOPIC
 from ..mapping.report import send_heartbeats
 from ..messaging.client import Message, MessagingClient
+from ..recovery.orders import Orders
 from ..runtime import Runtime
 from ..workers import Link, decode_stats, encode_stats, from_parent
 from .lowlevel import LowLevelZone
@@ -88,10 +89,12 @@ async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
         return False
 
     feed = MapFeed(rt, ns.holder.key, ns.version, offer)
+    orders = Orders(rt)  # the network's recovery mode (and, with releases, the bundle to run)
 
     def on_message(env: Message) -> None:
         if env.topic == ANNOUNCE_TOPIC:
             feed.on_announce(env.body)
+            orders.on_announce(env.body)
         else:
             feed.heard()
             offer(env.body)

@@ -9,6 +9,9 @@ serial NNN in the best serving region for the client, TTL 20 s by default:
   region of its configured fallback order, then this LLNS's own region, then any
   serving region (by id); as a last resort any region with a live edge.
 
+A serial the low-level map quarantines is answered only with its few allowed edges (in
+the first region of that order that has one live; SERVFAIL when none is).
+
 Serials not configured are NXDOMAIN. Each subzone apex has SOA and NS (n0<s>..n7<s>,
 whose addresses the TLNS serves). `whoami.<s>.<base>` answers the asking address.
 Answers are cached per (region, serial) until the next map arrives.
@@ -39,6 +42,7 @@ class LowLevelZone:
         self._orders: dict[str, list[str]] = {}
         # (type, id of a list in _servers) -> packed answer; cleared with _servers
         self._packed: dict[tuple[int, int], Packed] = {}
+        self.quarantined: dict[int, frozenset[str]] = {}  # serial -> the only edges that may serve it
         self.configure(net)
 
     def configure(self, net: Network) -> None:
@@ -62,6 +66,7 @@ class LowLevelZone:
 
     def use_map(self, low: LowMap) -> None:
         self.low = low
+        self.quarantined = {q.serial: frozenset(q.servers) for q in low.quarantines}
         self.routes = ClientRoutes(low.clients)
         self._set_soa()
         self._servers.clear()
@@ -96,7 +101,13 @@ class LowLevelZone:
         region = order[0]
         got = self._servers.get((region, serial))
         if got is None:
-            pool = next(r.servers for r in self.low.regions if r.region == region)
+            allowed = self.quarantined.get(serial)
+            if allowed is None:
+                pool = next(r.servers for r in self.low.regions if r.region == region)
+            else:  # quarantined: its few servers, in the first region (of the order, else any) that has one live
+                pools = {r.region: [s for s in r.servers if s.machine in allowed] for r in self.low.regions}
+                seq = [*order, *sorted(pools)]
+                pool = next((pools[r] for r in seq if pools.get(r)), [])
             got = servers_for_serial(serial, pool)
             self._servers[(region, serial)] = got
         return got, routed

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from ..runtime import Runtime
 from ..sockets import bound
 from .fastpath import AnswerCache, bucket_of
+from .guard import guarded
 from .rrl import DROP, SEND, RateLimiter, rrl_key, truncated
 from .udp import BATCH as UDP_BATCH
 from .udp import UdpBatch
@@ -71,7 +72,8 @@ class DnsStats(Collector):
 class DnsServer:
     def __init__(self, rt: Runtime, answer: AnswerFn) -> None:
         self.rt = rt
-        self.answer = answer
+        self.zone_answer = answer
+        self.answer = guarded(rt, answer)
         self.identity = rt.net.dns.nsid or rt.machine.id
         self.cache = AnswerCache()
         self.stats = DnsStats()
@@ -89,6 +91,7 @@ class DnsServer:
         d = self.rt.net.dns
         self.rrl = RateLimiter(d.rrl_rate, d.rrl_slip) if d.rrl_rate else None
         self.identity = d.nsid or self.rt.machine.id
+        self.answer = guarded(self.rt, self.zone_answer)  # fault injection follows the customers
         self.cache.clear()
 
     def map_changed(self) -> None:

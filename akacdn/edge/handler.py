@@ -18,6 +18,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from ..config import Customer
+from ..recovery.inject import WRONG_BODY, Injector
 from ..runtime import Runtime
 from . import arl
 from .conditional import (
@@ -108,6 +109,26 @@ class Handler:
         self._holds: dict[Key, Hold] = {}
         self._plain: dict[str, tuple[Customer, Key, str] | None] = {}  # Host + target -> key
         self._plain_of: CustomerIndex | None = None
+        # recovery-oriented operation: a fault rolls the daemon (or fails one request in the
+        # in-place mode); serials refused here: quarantined elsewhere, or disabled in place
+        self.recovery = rt.recovery
+        if self.recovery is not None:
+            self.recovery.summary = self.summarize
+        self.barred: dict[int, str] = {}  # serial -> why (the low-level map's quarantines)
+        self.injector: Injector | None = None
+        self.configure_faults(rt)
+
+    def configure_faults(self, rt: Runtime) -> None:
+        """Fault injection (labs, tests): only when the config enables it is the request
+        flow wrapped, so the normal path carries nothing of it."""
+        self.injector = Injector.build(rt.net)
+        self.handle = self._handle_injected if self.injector is not None else self._handle_request  # type: ignore[method-assign]
+
+    def summarize(self, req: Request) -> tuple[str, int]:
+        """What a crash record says of a request: method, host, target; the serial."""
+        host, target = request_target(req)
+        found = self.customers().lookup(host)
+        return f"{req.method} {host}{target} from {req.remote}"[:300], found[0].serial if found else 0
 
     # -- the plain hit (see `hit`) --------------------------------------------------------
     def _plain_key(self, host: str, target: str) -> tuple[Customer, Key, str] | None:
@@ -196,9 +217,13 @@ class Handler:
         return self._reply(Request("GET", "", [], ""), status, [("Content-Type", "text/plain; charset=utf-8")],
                            text.encode(), cs, "MISS")  # fmt: skip
 
-    def failed(self, e: Exception) -> None:
-        """A request the flow failed on (a bug): counted and logged, the daemon goes on."""
+    def failed(self, e: Exception, req: Request | None = None) -> None:
+        """A request the flow failed on (a bug): the daemon rolls (`recovery`); in the
+        in-place mode, or without recovery (a bare test handler), it is counted and the
+        daemon goes on."""
         self.refused.labels("internal_error").inc()
+        if self.recovery is not None:
+            self.recovery.failed(e, req)
         self.rt.log.limited("request_failed", error=repr(e))
 
     def _error(self, req: Request, status: int, text: str, detail: str, reason: str) -> Response:
@@ -227,14 +252,46 @@ class Handler:
         return self._reply(req, plan.status, entry.headers, part, cs, x_cache, age, len(part), plan.headers)
 
     # -- the flow -------------------------------------------------------------------------
-    async def handle(self, req: Request) -> Response:
+    async def handle(self, req: Request) -> Response:  # replaced per instance by `configure_faults`
+        return await self._handle_request(req)
+
+    async def _handle_request(self, req: Request, injected: bool = False) -> Response:
         self.served += 1
         host, target = request_target(req)
         found = self.customers().lookup(host)
-        resp = await self._handle(req, found, host, target)
+        rec = self.recovery
+        try:
+            if rec is not None:
+                rec.serving = req
+                if found is not None and (self.barred or rec.disabled):
+                    why = self.barred.get(found[0].serial) or rec.disabled.get(found[0].serial)
+                    if why is not None:
+                        resp = self._unavailable(req, found[0].serial, why)
+                        self.counts.record(found[0].serial, resp.x_cache, resp.status, resp.length or 0)
+                        return resp
+            if injected and found is not None and self.injector is not None:
+                if self.injector.at_edge(found[0].serial, target.split("?", 1)[0]) == "wrong":
+                    return Response(200, [("Content-Type", "text/plain")], WRONG_BODY, len(WRONG_BODY), "MISS")
+            resp = await self._handle(req, found, host, target)
+        except Exception as e:  # not clearly addressable: roll, or (in place) fail this one request
+            self.failed(e, req)
+            text = "akacdn: this request failed; the server recovered in place\n"
+            resp = self._error(req, 500, text, "fault", "fault")
         if found is not None:
             self.counts.record(found[0].serial, resp.x_cache, resp.status, resp.length or 0)
         return resp
+
+    async def _handle_injected(self, req: Request) -> Response:
+        return await self._handle_request(req, injected=True)
+
+    def _unavailable(self, req: Request, serial: int, why: str) -> Response:
+        """503 for a serial this server does not take now (quarantined to other servers, or
+        disabled in place): the request never reaches the flow that faults."""
+        self.refused.labels("serial_unavailable").inc()
+        text = f"akacdn: serial {serial} is not served here now ({why})\n"
+        cs = 'akacdn; fwd=bypass; detail="serial-unavailable"'
+        return self._reply(req, 503, [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "20")],
+                           text.encode(), cs, "MISS")  # fmt: skip
 
     async def _handle(
         self,

@@ -257,6 +257,7 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     async def _answer_queue(self) -> None:
+        req: Request | None = None
         try:
             while self.queue:
                 if self._can_write is not None and not await self._drained():
@@ -285,8 +286,8 @@ class Connection(asyncio.Protocol):
                     self.transport.resume_reading()
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # a bug in the flow costs this connection, never the daemon
-            self.handler.failed(e)
+        except Exception as e:  # a bug: the daemon rolls (in the in-place mode: this connection only)
+            self.handler.failed(e, req)
             self._close()
         finally:
             self.task = None
@@ -324,8 +325,9 @@ class Connection(asyncio.Protocol):
                 if self._can_write is not None and not await self._drained():
                     return False
             return True
-        except (BodyStreamError, OSError) as e:
-            self.handler.failed(e)
+        except (BodyStreamError, OSError) as e:  # a damaged file: addressable, not a roll
+            self.handler.refused.labels("damaged_file").inc()
+            self.handler.rt.log.limited("file_body_failed", error=repr(e))
             self._close()
             return False
 

@@ -20,10 +20,14 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from ..mapping.consumer import MapHolder
+from ..mapping.follow import MapFeed
+from ..mapping.maps import LowMap
 from ..mapping.messages import ANNOUNCE_TOPIC, PURGE_REQUEST_TOPIC, PURGE_TOPIC, REPORT_TOPIC, Report
 from ..mapping.report import send_heartbeats
 from ..messaging.client import Message, MessagingClient
 from ..messaging.journal import decode_entry
+from ..recovery.orders import Orders
 from ..runtime import Runtime
 from ..workers import Link, MergedMetrics, from_parent, registry_snapshot
 from .customers import CustomerIndex
@@ -48,11 +52,11 @@ class Edge:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.customers = CustomerIndex(rt.net)
-        rt.on_reload(lambda net: setattr(self, "customers", CustomerIndex(net)))
         self.store = TieredStore(rt)
         self.via = f"1.1 {rt.machine.id} (akacdn)"
         self.fetcher = Fetcher(self.via, rt.state_dir / "cache")
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
+        rt.on_reload(self.configure)
         if rt.net.edge.workers > 1:  # the misses are shared with the workers (the disk tier too)
             waits = rt.counter("akacdn_edge_miss_lock_waits", "Misses that waited for another worker's fetch")
             timeouts = rt.counter("akacdn_edge_miss_lock_timeouts", "Miss-lock waits that gave up and fetched")
@@ -71,6 +75,20 @@ class Edge:
         self.purges = rt.counter("akacdn_edge_purges", "Purges applied", ("source",))
         self.purge_refused = rt.counter("akacdn_edge_purge_refused", "Purges refused", ("reason",))
         rt.not_ready("socket", "HTTP socket not bound yet")
+
+    def configure(self, net: object) -> None:
+        """A reloaded config (or a release bundle applied): customers, fault injection."""
+        self.customers = CustomerIndex(self.rt.net)
+        self.handler.configure_faults(self.rt)
+
+    def use_map(self, low: LowMap) -> None:
+        """The low-level map's quarantines: a serial constrained to other servers is refused
+        here (503), so its requests of death reach only its few servers."""
+        me = self.rt.machine.id
+        barred = {q.serial: f"quarantined to {', '.join(q.servers)}" for q in low.quarantines if me not in q.servers}
+        if barred != self.handler.barred:
+            self.rt.record("quarantines", barred=sorted(barred), version=list(low.version))
+        self.handler.barred = barred
 
     def status(self, interval: float) -> tuple[bool, float, str]:
         """Heartbeat content: healthy, requests per second since the last beat."""
@@ -220,6 +238,15 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
         edge.to_workers = lambda kind, body: [link.send(kind, body) for link in links]
         rt.on_reload(lambda _: edge.to_workers(b"R", b"") if edge.to_workers else None)
     sync = PurgeSync(rt, edge.apply_body, edge.wipe_disk, lambda: len(edge.store.disk))
+    # the low-level map, for its quarantines (kept as last known good like an LLNS's)
+    holder: MapHolder[LowMap] = MapHolder(rt, LowMap, "low", edge.use_map)
+    holder.load_last_known_good()
+
+    def version() -> tuple[int, int] | None:
+        return (holder.current.version[0], holder.current.version[1]) if holder.current else None
+
+    feed = MapFeed(rt, "low", version, holder.offer)
+    orders = Orders(rt)
 
     def on_message(env: Message) -> None:
         if env.topic == PURGE_TOPIC:
@@ -227,8 +254,17 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
             sync.on_entry(env.sender, env.body)
         elif env.topic == ANNOUNCE_TOPIC:
             sync.on_announce(env.body)
+            feed.on_announce(env.body)
+            orders.on_announce(env.body)
+        elif env.topic == "map.low":
+            feed.heard()
+            holder.offer(env.body)
 
-    client = MessagingClient(rt, [PURGE_TOPIC, ANNOUNCE_TOPIC], on_message, on_lost=sync.on_lost)
+    def on_lost(topic: str, sender: str, seq: int) -> None:
+        sync.on_lost(topic, sender, seq)
+        feed.on_lost(topic, sender, seq)
+
+    client = MessagingClient(rt, [PURGE_TOPIC, ANNOUNCE_TOPIC, "map.low"], on_message, on_lost=on_lost)
     edge.publish = client.publish
     await client.start()
     await edge.fetcher.start()
@@ -245,6 +281,7 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(client.run())
+            tg.create_task(feed.run())
             tg.create_task(rt.serve_management(lambda app: app.router.add_post("/purge", edge.purge_api)))
             tg.create_task(rt.watchdog())
             # purges missed while down are applied before the disk tier serves again

@@ -23,7 +23,7 @@ from collections.abc import Collection
 import msgspec
 
 from ..config import Network
-from .maps import AnyMap, ClientRoute, LowMap, NameServer, RegionServers, Server, TopMap, Version
+from .maps import AnyMap, ClientRoute, LowMap, NameServer, Quarantine, RegionServers, Server, TopMap, Version
 from .messages import Heartbeat, RegionReport
 
 
@@ -93,10 +93,15 @@ class Liveness:
 
 
 def build(
-    net: Network, live: dict[str, Heartbeat], made_at: float, out: Collection[str] = ()
+    net: Network,
+    live: dict[str, Heartbeat],
+    made_at: float,
+    out: Collection[str] = (),
+    quarantines: tuple[Quarantine, ...] = (),
 ) -> tuple[TopMap | None, list[LowMap]]:
     """Maps for the current live set, unversioned (version (0, 0)). `out`: machines held
-    out of the maps whatever their health (suspended by an operator, damped)."""
+    out of the maps whatever their health (suspended by an operator, damped);
+    `quarantines`: serials constrained to a few servers (carried in the low-level map)."""
     clients = tuple(ClientRoute(c.prefix, c.region) for c in net.client_networks)
     edges: dict[str, list[Server]] = {r.id: [] for r in net.regions}
     for m in net.by_role("edge"):
@@ -112,7 +117,7 @@ def build(
     if not any(edges.values()):
         return top, []
     regions = tuple(RegionServers(r, tuple(edges[r]), r in serving) for r in sorted(edges))
-    return top, [LowMap((0, 0), made_at, regions, clients)]
+    return top, [LowMap((0, 0), made_at, regions, clients, quarantines)]
 
 
 class MapBook:

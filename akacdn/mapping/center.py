@@ -50,12 +50,14 @@ from .messages import (
     PURGE_TOPIC,
     REGION_TOPIC,
     REPORT_TOPIC,
+    ROLL_TOPIC,
     Announce,
     Heartbeat,
     RegionReport,
     Report,
 )
 from .operator import operator_routes
+from .rollwatch import RollWatch
 from .suspensions import Suspensions
 
 _hb = msgspec.msgpack.Decoder(Heartbeat)
@@ -91,9 +93,12 @@ class Center:
         self.docs = Documents()
         self.purges = Journal(self.rt.state_dir / "purge.journal")
         self.suspensions = Suspensions(self.rt.state_dir / "suspensions.json")
-        topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC, CENTER_TOPIC]
+        self.rolls = RollWatch(rt)  # rolls, the in-place mode, quarantines
+        topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC, CENTER_TOPIC, ROLL_TOPIC]
         self.client = MessagingClient(rt, topics, self.on_message)
         self.leadership = Leadership(rt, self.client, self.liveness, self.suspensions, self.lead, self.resign)
+        self.leadership.status_extra = self.rolls.status_extra
+        self.leadership.on_leader_status = self.rolls.adopt
         self.serial_requests = rt.counter(
             "akacdn_serial_requests", "Requests the edges served, per serial and cache outcome", ("serial", "outcome")
         )
@@ -133,6 +138,10 @@ class Center:
             return
         if env.topic == REGION_TOPIC:
             self.on_region(env)
+            return
+        if env.topic == ROLL_TOPIC:
+            if self.rolls.on_roll(env):
+                self.wake.set()
             return
         hb = _hb.decode(env.body)
         reason = self.liveness.heard(env.sender, hb, time.monotonic())
@@ -192,7 +201,8 @@ class Center:
         self.out = {**out, **damped}
         self.out_gauge.labels("suspended").set(len(out))
         self.out_gauge.labels("damped").set(len(damped))
-        top, lows = build(net, live, time.time(), self.out)
+        self.rolls.decide(self.book.term if self.book is not None else None)
+        top, lows = build(net, live, time.time(), self.out, self.rolls.quarantines())
         if self.book is None:
             return  # following: the same maps are built (hot standby), none is published
         fresh: list[AnyMap] = [top] if top else []
@@ -236,7 +246,10 @@ class Center:
     def announce(self) -> None:
         maps = {k: (m.version[0], m.version[1]) for k, m in self.book.maps.items()} if self.book else {}
         journals = {"purge": (self.purges.id, self.purges.head)}
-        self.client.publish(ANNOUNCE_TOPIC, msgspec.msgpack.encode(Announce(self.rt.machine.id, maps, journals)))
+        a = Announce(self.rt.machine.id, maps, journals)
+        if self.book is not None:  # the leader's orders: the recovery mode
+            a = msgspec.structs.replace(a, term=self.book.term, mode="in_place" if self.rolls.core.in_place else "")
+        self.client.publish(ANNOUNCE_TOPIC, msgspec.msgpack.encode(a))
 
     async def run(self) -> None:
         t = self.rt.net.timing
@@ -264,6 +277,9 @@ class Center:
                     until = t.map_interval - gap
                     if expiry is not None:
                         until = min(until, max(0.0, expiry - time.monotonic()) + 0.01)
+                    due = self.rolls.core.next_deadline()  # a quarantine or the in-place mode ends
+                    if due is not None:
+                        until = min(until, max(0.0, due - time.time()))
                     await woken(self.wake, until)
         finally:
             self.client.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -60,6 +61,9 @@ class Leadership:
     ) -> None:
         self.rt, self.client, self.liveness, self.suspensions = rt, client, liveness, suspensions
         self.on_lead, self.on_resign = on_lead, on_resign
+        # the rest of what a leader's status carries (quarantines, the release), both ways
+        self.status_extra: Callable[[], dict[str, Any]] = dict
+        self.on_leader_status: Callable[[CenterStatus], None] = lambda _: None
         self.path = rt.state_dir / "term"
         raw = read_file(self.path)
         self.persisted = int(raw.decode().strip() or 0) if raw else 0
@@ -82,8 +86,10 @@ class Leadership:
             return
         if cs.status.center != env.sender:
             return  # a center speaks only for itself
-        if cs.status.leader == cs.status.center and self.suspensions.adopt(cs.suspensions_version, cs.suspensions):
-            self.rt.record("suspensions_adopted", version=list(cs.suspensions_version), by=env.sender)
+        if cs.status.leader == cs.status.center:
+            if self.suspensions.adopt(cs.suspensions_version, cs.suspensions):
+                self.rt.record("suspensions_adopted", version=list(cs.suspensions_version), by=env.sender)
+            self.on_leader_status(cs)
         self._do(self.core.heard(time.monotonic(), cs.status))
 
     def score(self, now: float) -> float:
@@ -106,7 +112,8 @@ class Leadership:
 
     def send_status(self) -> None:
         if self.core.leading:
-            cs = CenterStatus(self.core.status(), self.suspensions.version, self.suspensions.listed())
+            extra = self.status_extra()
+            cs = CenterStatus(self.core.status(), self.suspensions.version, self.suspensions.listed(), **extra)
         else:
             cs = CenterStatus(self.core.status())
         self.client.publish(CENTER_TOPIC, msgspec.msgpack.encode(cs))

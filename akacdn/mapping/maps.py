@@ -2,7 +2,8 @@
 
 A `TopMap` tells the TLNSes which low-level nameservers (LLNS) are live, by region.
 A `LowMap` tells every LLNS which edge servers of each region are live and which
-regions are serving. Both carry the client routes (client network -> best region)
+regions are serving, and which serials are quarantined to which few servers (the
+LLNSes and the edges honour it). Both carry the client routes (client network -> best region)
 that the nameservers use to choose for a resolver or an ECS client subnet. Each map
 carries its version `(term, seq)`: the leader's term, then a sequence bumped when the
 map's content changes. Maps travel as `SignedMap`: the msgpack body, the signing
@@ -46,6 +47,16 @@ class RegionServers(msgspec.Struct, frozen=True):
     serving: bool  # False: down or not fit to take clients (fewer than 2 live edges)
 
 
+class Quarantine(msgspec.Struct, frozen=True):
+    """A serial whose requests crash servers, constrained to a few edges per region: the
+    LLNSes answer only these for it, and every other edge refuses it (503)."""
+
+    serial: int
+    servers: tuple[str, ...]  # machine ids, a few per region (shuffle-sharded by serial)
+    until: float  # wall clock: it ends then unless extended
+    reason: str
+
+
 class TopMap(msgspec.Struct, frozen=True, tag="top"):
     version: Version
     made_at: float
@@ -62,6 +73,7 @@ class LowMap(msgspec.Struct, frozen=True, tag="low"):
     made_at: float
     regions: tuple[RegionServers, ...]
     clients: tuple[ClientRoute, ...] = ()
+    quarantines: tuple[Quarantine, ...] = ()  # constraints per serial (recovery: a request of death)
 
     @property
     def key(self) -> str:

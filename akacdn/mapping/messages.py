@@ -8,7 +8,9 @@ Out: signed maps (`map.top`, `map.low`: `maps.SignedMap`), journal entries (`pur
 `messaging.journal.Entry`), and `Announce` every map interval: what the center holds,
 so a consumer that missed a map or a purge notices and fetches it over HTTP.
 Between centers: `CenterStatus` (topic `center`): the election's status and, from the
-leader, the operator's suspensions.
+leader, the operator's suspensions, the quarantines and the release in progress.
+From every daemon: `RollNotice` (topic `roll`): rolls with their crash records, long
+sleeps, requests failed in place.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Literal
 
 import msgspec
 
+from ..recovery.crash import CrashRecord
 from .election import Status
+from .faults import Quarantined
 
 HEARTBEAT_TOPIC = "heartbeat"
 
@@ -31,6 +35,29 @@ class Heartbeat(msgspec.Struct, frozen=True):
     detail: str = ""
     # nameservers: the maps they answer from, by key: (term, seq, made_at)
     maps: dict[str, tuple[int, int, float]] = {}
+    bundle: str = ""  # the release bundle it runs ("": its local configuration)
+    asleep_until: float = 0.0  # long-sleep (wall clock): out of the maps until then
+    rolls: int = 0  # rolls within the roll window
+    mode: str = ""  # "in_place" while it recovers in place instead of rolling
+
+
+ROLL_TOPIC = "roll"  # daemons' rolls, long sleeps and in-place faults, to the centers
+
+
+class RollNotice(msgspec.Struct, frozen=True):
+    """A daemon rolled (with its crash record, when it wrote one), went to long-sleep, or
+    failed one request in place (the network-wide in-place mode: `serial` faulted and
+    maybe was disabled on this machine)."""
+
+    machine: str
+    component: str
+    kind: Literal["rolled", "asleep", "in_place"]
+    at: float  # wall clock
+    rolls: int = 0  # rolls within the roll window
+    sleep_until: float = 0.0
+    crash: CrashRecord | None = None
+    serial: int = 0  # in_place: the serial whose request failed
+    disabled: bool = False  # in_place: the machine disabled that serial
 
 
 REPORT_TOPIC = "report"  # per-serial traffic from the edges
@@ -73,11 +100,16 @@ CENTER_TOPIC = "center"  # the centers' statuses to each other (election, suspen
 
 class Announce(msgspec.Struct, frozen=True):
     """A center's periodic note of what it holds: map versions by key (term, seq), and
-    journals by name: (journal id, head sequence)."""
+    journals by name: (journal id, head sequence). The leader's (`term` > 0) also carries
+    the network's orders: the recovery mode ("" rolling, "in_place") and the release order
+    (`mapping.rollout.Order`, msgpack; empty: none); every daemon follows the newest term's."""
 
     center: str
     maps: dict[str, tuple[int, int]]
     journals: dict[str, tuple[str, int]]
+    term: int = 0
+    mode: str = ""
+    release: bytes = b""
 
 
 class Suspension(msgspec.Struct, frozen=True):
@@ -96,3 +128,6 @@ class CenterStatus(msgspec.Struct, frozen=True):
     status: Status
     suspensions_version: tuple[int, int] = (0, 0)
     suspensions: list[Suspension] = []
+    quarantines_version: tuple[int, int] = (0, 0)
+    quarantines: list[Quarantined] = []
+    release: bytes = b""  # the leader's release in progress (`mapping.rollout.Release`, msgpack)

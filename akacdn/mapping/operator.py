@@ -8,6 +8,7 @@
                                 leader (`?local=1`: this center's own view).
     POST /v1/operator/suspend   {"kind": "machine"|"region", "id": ..., "reason": ...}
     POST /v1/operator/resume    {"kind": ..., "id": ...}
+    POST /v1/operator/quarantine {"action": "add"|"extend"|"lift", "serial": N, "seconds": S}
 
 The two POSTs need `Authorization: Bearer <keys.operator_token>` and are carried out by
 the leader (a follower forwards them; with no leader: 503). `akacdn status`, `akacdn
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
 class Order(msgspec.Struct, forbid_unknown_fields=True):
     kind: Literal["machine", "region"]
     id: str
+    reason: str = ""
+
+
+class QuarantineOrder(msgspec.Struct, forbid_unknown_fields=True):
+    action: Literal["add", "extend", "lift"]
+    serial: int
+    seconds: float = 0.0  # add, extend: for how long (0: [recovery] quarantine_hold)
     reason: str = ""
 
 
@@ -78,6 +86,8 @@ def status_doc(center: Center) -> dict[str, Any]:
             state, reason = center.out[m.id].split(":", 1)[0], center.out[m.id]
         elif m.id in center.live:
             state, reason = "live", ""
+        elif hb is not None and last is not None and now - last <= net.timing.dead_after and hb.asleep_until > wall:
+            state, reason = "asleep", hb.detail
         elif hb is not None and last is not None and now - last <= net.timing.dead_after:
             state, reason = "unhealthy", hb.detail or "says it is not healthy"
         else:
@@ -110,6 +120,7 @@ def status_doc(center: Center) -> dict[str, Any]:
         "nameservers": nameservers,
         "suspensions": [msgspec.to_builtins(s) for s in center.suspensions.listed()],
         "suspensions_version": list(center.suspensions.version),
+        **center.rolls.doc(),
     }
 
 
@@ -147,6 +158,32 @@ def operator_routes(center: Center, app: web.Application) -> None:
         return web.json_response({"done": changed, "by": center.rt.machine.id, "term": core.term,
                                   "version": list(center.suspensions.version), "suspensions": listed})  # fmt: skip
 
+    async def quarantine(req: web.Request) -> web.Response:
+        if not _authorized(center, req):
+            return web.json_response({"error": "a valid operator token is required (keys.operator_token)"}, status=403)
+        body = await req.read()
+        try:
+            o = msgspec.json.decode(body, type=QuarantineOrder)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return web.json_response({"error": str(e)}, status=400)
+        if not 0 <= o.seconds <= 30 * 86400:
+            return web.json_response({"error": "seconds: between 0 and 30 days"}, status=400)
+        core = center.leadership.core
+        if not core.leading:
+            return await _forward(center, req, body)
+        watch = center.rolls.core
+        refused = watch.order(o.action, o.serial, time.time(), core.term, o.seconds, o.reason.strip()[:200])
+        if refused:
+            return web.json_response({"error": refused}, status=400)
+        center.rt.record("quarantine_order", action=o.action, serial=o.serial, seconds=o.seconds, reason=o.reason)
+        center.rolls.decide(None)
+        center.wake.set()
+        center.leadership.send_status()
+        listed = [msgspec.to_builtins(q) for q in watch.listed()]
+        return web.json_response({"done": True, "by": center.rt.machine.id, "term": core.term,
+                                  "version": list(watch.version), "quarantines": listed})  # fmt: skip
+
+    app.router.add_post("/v1/operator/quarantine", quarantine)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/operator/suspend", lambda req: order(req, True))
     app.router.add_post("/v1/operator/resume", lambda req: order(req, False))

@@ -27,6 +27,12 @@ async def send_heartbeats(
     while True:
         healthy, load, detail = status(interval)
         held = maps() if maps is not None else {}
-        hb = Heartbeat(m.id, m.role, m.region, healthy, load, detail, held)
+        rec = rt.recovery
+        if rec is None:
+            hb = Heartbeat(m.id, m.role, m.region, healthy, load, detail, held)
+        else:
+            rolls = rec.started.rolls if rec.started else 0
+            mode = "in_place" if rec.in_place else ""
+            hb = Heartbeat(m.id, m.role, m.region, healthy, load, detail, held, rec.bundle, 0.0, rolls, mode)
         client.publish(HEARTBEAT_TOPIC, _enc.encode(hb))
         await asyncio.sleep(interval)

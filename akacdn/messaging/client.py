@@ -173,6 +173,11 @@ class MessagingClient:
         sock = self._transport.get_extra_info("socket")
         if sock is not None:
             tune_socket(sock, self.rt.net.messaging.socket_buffer, self.rt)
+        queued, self.rt.publish_at_start = self.rt.publish_at_start, []
+        for topic, body in queued:  # what the daemon had to say before it could (crash records)
+            self.publish(topic, body)
+        if self.rt.recovery is not None and self.rt.recovery.publish is None:
+            self.rt.recovery.publish = self.publish
 
     def close(self) -> None:
         if self._transport:

@@ -78,4 +78,7 @@ def render(doc: dict[str, Any]) -> str:
     for s in sus:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["at"]))
         out.append(f"  {s['kind']} {s['id']}: {s['reason']} (since {since})")
+    from .recovery import render_recovery
+
+    out.append(render_recovery(doc))
     return "\n".join(out)
