@@ -413,6 +413,11 @@ def _decode(path: Path, data: bytes, typ: type) -> object:
         raise ConfigError(path, "$", f"not valid TOML: {e}") from None
 
 
+def decode_toml(path: str | Path, data: bytes, typ: type) -> object:
+    """Decode and validate TOML into `typ`; ConfigError(path, key, reason) when refused."""
+    return _decode(Path(path), data, typ)
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -137,6 +137,9 @@ class Runtime:
         self.up = Gauge("akacdn_up", "1 while the daemon runs", ["component"], registry=self.registry)
         self.up.labels(component).set(1)
         self._reloaders: list[Callable[[Network], None]] = []
+        # what a release bundle changes over the config file (None: the file as it is); a
+        # ConfigError from it refuses a reload like a bad file
+        self.overlay: Callable[[Network], Network] | None = None
         # recovery-oriented operation (`akacdn.recovery.roll.Recovery`, set by the daemon's
         # start): rolls, faults, the in-place mode; None in tools and tests that build a bare one
         self.recovery: Any = None
@@ -151,9 +154,12 @@ class Runtime:
         self._reloaders.append(apply)
 
     def reload(self) -> bool:
-        """Reload the config (SIGHUP): all or nothing; a bad file leaves the old one in force."""
+        """Reload the config (SIGHUP): all or nothing; a bad file leaves the old one in force.
+        The release bundle this machine runs (`overlay`) is applied over the file again."""
         try:
             net = load_network(self.net.path)
+            if self.overlay is not None:
+                net = self.overlay(net)
             machine = net.machine(self.machine.id)
         except ConfigError as e:
             self.reloads.labels("refused").inc()
@@ -168,12 +174,16 @@ class Runtime:
             self.reloads.labels("refused").inc()
             self.record("config_refused", reason="this machine's address, role, ports or state dir changed: restart")
             return False
-        self.net = net
-        for apply in self._reloaders:
-            apply(net)
+        self.apply(net)
         self.reloads.labels("applied").inc()
         self.record("config_reloaded", customers=len(net.customers), machines=len(net.machines))
         return True
+
+    def apply(self, net: Network) -> None:
+        """Run with `net` from now on (a reload, a release bundle): every part takes it."""
+        self.net = net
+        for apply in self._reloaders:
+            apply(net)
 
     # readiness -------------------------------------------------------------------
     def not_ready(self, part: str, reason: str) -> None:

@@ -97,8 +97,8 @@ def machines(
 
 
 def _center_key(keyfile: Path) -> str:
-    """A mapping center's key pair: the private key in `keyfile` (made once), the public
-    key in hex."""
+    """An Ed25519 key pair (a mapping center's, or the release signer's): the private key
+    in `keyfile` (made once), the public key in hex."""
     if keyfile.exists():
         key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(keyfile.read_text().strip()))
     else:
@@ -119,6 +119,7 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
     (directory / "keys").mkdir(exist_ok=True)
     # keys survive a restart of the devnet, so the maps the nameservers kept stay valid
     pub, pub2 = (_center_key(directory / "keys" / f"mc{i}.key") for i in (1, 2))
+    release_pub = _center_key(directory / "keys" / "release.key")  # `akacdn release --signer devnet`
     msgkey_file = directory / "keys" / "message.key"
     if not msgkey_file.exists():
         msgkey_file.write_text(secrets.token_hex(32) + "\n")
@@ -138,7 +139,15 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
         "base_domain": BASE_DOMAIN,
         "customers": "customers.toml",
         "state_dir": "state",
-        "keys": {"message_key": message_key, "purge_token": purge_token, "operator_token": operator_token},
+        "keys": {
+            "message_key": message_key,
+            "purge_token": purge_token,
+            "operator_token": operator_token,
+            "release_signers": [{"id": "devnet", "public_key": release_pub}],
+        },
+        # releases in minutes, not hours (Table 1 x 0.01: a customer release's phases last 9 s and 12 s);
+        # nobody's traffic to judge by on a fresh devnet: rolls and application only
+        "release": {"time_scale": 0.01, "min_requests": 0},
         "ports": {"dns": lay.dns_port, "http": lay.http_port, "messaging": 7400, "management": 9400},
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},

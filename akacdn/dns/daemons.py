@@ -14,6 +14,7 @@ from ..mapping.maps import AnyMap, LowMap, TopMap
 from ..mapping.messages import ANNOUNCE_TOPIC
 from ..mapping.report import send_heartbeats
 from ..messaging.client import Message, MessagingClient
+from ..recovery.follow import BundleFollower
 from ..recovery.orders import Orders
 from ..runtime import Runtime
 from ..workers import Link, decode_stats, encode_stats, from_parent
@@ -79,6 +80,8 @@ async def _worker_link(rt: Runtime, ns: Nameserver, link: Link) -> None:
 async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
     """The daemon's own process: serves DNS too, and feeds its workers."""
     links = links or []
+    follower = BundleFollower(rt)  # the release bundle this machine runs, from the last run on
+    follower.load_last_known_good()
     ns = Nameserver(rt)
 
     def offer(data: bytes) -> bool:
@@ -89,7 +92,7 @@ async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
         return False
 
     feed = MapFeed(rt, ns.holder.key, ns.version, offer)
-    orders = Orders(rt)  # the network's recovery mode (and, with releases, the bundle to run)
+    orders = Orders(rt, follower.on_order)  # the network's recovery mode, the bundle to run
 
     def on_message(env: Message) -> None:
         if env.topic == ANNOUNCE_TOPIC:
@@ -107,6 +110,7 @@ async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
             tg.create_task(ns.server.serve())
             tg.create_task(client.run())
             tg.create_task(feed.run())
+            tg.create_task(follower.run())
             tg.create_task(rt.serve_management())
             tg.create_task(rt.watchdog())
             for link in links:

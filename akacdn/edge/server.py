@@ -27,6 +27,7 @@ from ..mapping.messages import ANNOUNCE_TOPIC, PURGE_REQUEST_TOPIC, PURGE_TOPIC,
 from ..mapping.report import send_heartbeats
 from ..messaging.client import Message, MessagingClient
 from ..messaging.journal import decode_entry
+from ..recovery.follow import BundleFollower
 from ..recovery.orders import Orders
 from ..runtime import Runtime
 from ..workers import Link, MergedMetrics, from_parent, registry_snapshot
@@ -231,6 +232,8 @@ async def _worker_link(edge: Edge, merged: MergedMetrics, link: Link) -> None:
 
 async def main(rt: Runtime, links: list[Link] | None = None) -> None:
     links = links or []
+    follower = BundleFollower(rt)  # the release bundle this machine runs, from the last run on
+    follower.load_last_known_good()
     edge = Edge(rt)
     merged = MergedMetrics(rt.registry)
     if links:
@@ -246,7 +249,7 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
         return (holder.current.version[0], holder.current.version[1]) if holder.current else None
 
     feed = MapFeed(rt, "low", version, holder.offer)
-    orders = Orders(rt)
+    orders = Orders(rt, follower.on_order)
 
     def on_message(env: Message) -> None:
         if env.topic == PURGE_TOPIC:
@@ -282,6 +285,7 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(client.run())
             tg.create_task(feed.run())
+            tg.create_task(follower.run())
             tg.create_task(rt.serve_management(lambda app: app.router.add_post("/purge", edge.purge_api)))
             tg.create_task(rt.watchdog())
             # purges missed while down are applied before the disk tier serves again

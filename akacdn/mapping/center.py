@@ -57,6 +57,7 @@ from .messages import (
     Report,
 )
 from .operator import operator_routes
+from .releases import Releases
 from .rollwatch import RollWatch
 from .suspensions import Suspensions
 
@@ -94,6 +95,7 @@ class Center:
         self.purges = Journal(self.rt.state_dir / "purge.journal")
         self.suspensions = Suspensions(self.rt.state_dir / "suspensions.json")
         self.rolls = RollWatch(rt)  # rolls, the in-place mode, quarantines
+        self.releases = Releases(rt, self.docs)  # zoned releases (while leading)
         topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC, CENTER_TOPIC, ROLL_TOPIC]
         self.client = MessagingClient(rt, topics, self.on_message)
         self.leadership = Leadership(rt, self.client, self.liveness, self.suspensions, self.lead, self.resign)
@@ -140,7 +142,10 @@ class Center:
             self.on_region(env)
             return
         if env.topic == ROLL_TOPIC:
-            if self.rolls.on_roll(env):
+            note = self.rolls.on_roll(env)
+            if note is not None:
+                if note.kind == "rolled" and self.book is not None:
+                    self.releases.rolled(note.machine)
                 self.wake.set()
             return
         hb = _hb.decode(env.body)
@@ -148,8 +153,11 @@ class Center:
         if reason:
             self.refused.labels(reason).inc()
             self.rt.log.limited("heartbeat_refused", reason=reason, sender=env.sender)
-        elif hb.healthy and hb.machine not in self.live:
-            self.wake.set()
+        else:
+            if self.book is not None:
+                self.releases.heard(hb)
+            if hb.healthy and hb.machine not in self.live:
+                self.wake.set()
 
     def on_purge(self, env: Message) -> None:
         """Journal an edge's purge (durably), then tell every edge."""
@@ -175,6 +183,8 @@ class Center:
         if report.machine != env.sender:
             self.refused.labels("report_sender_mismatch").inc()
             return
+        if self.book is not None:
+            self.releases.report(report)
         for s in report.serials:
             serial = str(s.serial)
             self.serial_requests.labels(serial, "hit").inc(s.hits)
@@ -202,6 +212,8 @@ class Center:
         self.out_gauge.labels("suspended").set(len(out))
         self.out_gauge.labels("damped").set(len(damped))
         self.rolls.decide(self.book.term if self.book is not None else None)
+        if self.book is not None:  # zoning stops while the network recovers in place
+            self.releases.tick(frozen=self.rolls.core.in_place)
         top, lows = build(net, live, time.time(), self.out, self.rolls.quarantines())
         if self.book is None:
             return  # following: the same maps are built (hot standby), none is published
@@ -248,7 +260,8 @@ class Center:
         journals = {"purge": (self.purges.id, self.purges.head)}
         a = Announce(self.rt.machine.id, maps, journals)
         if self.book is not None:  # the leader's orders: the recovery mode
-            a = msgspec.structs.replace(a, term=self.book.term, mode="in_place" if self.rolls.core.in_place else "")
+            mode = "in_place" if self.rolls.core.in_place else ""
+            a = msgspec.structs.replace(a, term=self.book.term, mode=mode, release=self.releases.order())
         self.client.publish(ANNOUNCE_TOPIC, msgspec.msgpack.encode(a))
 
     async def run(self) -> None:
@@ -277,9 +290,10 @@ class Center:
                     until = t.map_interval - gap
                     if expiry is not None:
                         until = min(until, max(0.0, expiry - time.monotonic()) + 0.01)
-                    due = self.rolls.core.next_deadline()  # a quarantine or the in-place mode ends
-                    if due is not None:
-                        until = min(until, max(0.0, due - time.time()))
+                    # a quarantine or the in-place mode ends; a release phase may pass
+                    for due in (self.rolls.core.next_deadline(), self.releases.next_deadline()):
+                        if due is not None:
+                            until = min(until, max(0.0, due - time.time()))
                     await woken(self.wake, until)
         finally:
             self.client.close()

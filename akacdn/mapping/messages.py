@@ -36,6 +36,7 @@ class Heartbeat(msgspec.Struct, frozen=True):
     # nameservers: the maps they answer from, by key: (term, seq, made_at)
     maps: dict[str, tuple[int, int, float]] = {}
     bundle: str = ""  # the release bundle it runs ("": its local configuration)
+    bundle_refused: str = ""  # "<bundle id>: why" when it refused the bundle it was told to run
     asleep_until: float = 0.0  # long-sleep (wall clock): out of the maps until then
     rolls: int = 0  # rolls within the roll window
     mode: str = ""  # "in_place" while it recovers in place instead of rolling

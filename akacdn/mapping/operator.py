@@ -9,6 +9,8 @@
     POST /v1/operator/suspend   {"kind": "machine"|"region", "id": ..., "reason": ...}
     POST /v1/operator/resume    {"kind": ..., "id": ...}
     POST /v1/operator/quarantine {"action": "add"|"extend"|"lift", "serial": N, "seconds": S}
+    POST /v1/operator/release   a signed release bundle (`recovery.bundle`, msgpack)
+    GET  /v1/release            the release in progress and the history
 
 The two POSTs need `Authorization: Bearer <keys.operator_token>` and are carried out by
 the leader (a follower forwards them; with no leader: 503). `akacdn status`, `akacdn
@@ -96,7 +98,8 @@ def status_doc(center: Center) -> dict[str, Any]:
             reason += " (and down)"
         machines.append({"id": m.id, "role": m.role, "region": m.region, "state": state, "reason": reason,
                          "heard_ago": round(now - last, 1) if last is not None else None,
-                         "load": round(hb.load, 1) if hb else None})  # fmt: skip
+                         "load": round(hb.load, 1) if hb else None,
+                         "bundle": hb.bundle if hb else None, "rolls": hb.rolls if hb else None})  # fmt: skip
         if m.role in ("llns", "tlns") and hb is not None:
             maps = {k: {"version": [t, s], "age": round(wall - made, 1)} for k, (t, s, made) in hb.maps.items()}
             nameservers.append({"id": m.id, "maps": maps})
@@ -121,6 +124,7 @@ def status_doc(center: Center) -> dict[str, Any]:
         "suspensions": [msgspec.to_builtins(s) for s in center.suspensions.listed()],
         "suspensions_version": list(center.suspensions.version),
         **center.rolls.doc(),
+        **center.releases.doc(),
     }
 
 
@@ -183,6 +187,30 @@ def operator_routes(center: Center, app: web.Application) -> None:
         return web.json_response({"done": True, "by": center.rt.machine.id, "term": core.term,
                                   "version": list(watch.version), "quarantines": listed})  # fmt: skip
 
+    async def release(req: web.Request) -> web.Response:
+        if not _authorized(center, req):
+            return web.json_response({"error": "a valid operator token is required (keys.operator_token)"}, status=403)
+        body = await req.read()
+        core = center.leadership.core
+        if not core.leading:
+            return await _forward(center, req, body)
+        code, answer = center.releases.submit(body, center.live)
+        if code == 200:
+            center.wake.set()
+            center.announce()  # the order goes out now
+        return web.json_response({"by": center.rt.machine.id, "term": core.term, **answer}, status=code)
+
+    async def releases(req: web.Request) -> web.Response:
+        core = center.leadership.core
+        if req.query.get("local") != "1" and not core.leading and core.leader:
+            forwarded = await _forward(center, req, None)
+            if forwarded.status == 200:
+                return forwarded
+        doc = {"center": center.rt.machine.id, **center.releases.doc(), "history": center.releases.history()}
+        return web.json_response(doc)
+
+    app.router.add_post("/v1/operator/release", release)
+    app.router.add_get("/v1/release", releases)
     app.router.add_post("/v1/operator/quarantine", quarantine)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/operator/suspend", lambda req: order(req, True))

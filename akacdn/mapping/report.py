@@ -33,6 +33,7 @@ async def send_heartbeats(
         else:
             rolls = rec.started.rolls if rec.started else 0
             mode = "in_place" if rec.in_place else ""
-            hb = Heartbeat(m.id, m.role, m.region, healthy, load, detail, held, rec.bundle, 0.0, rolls, mode)
+            hb = Heartbeat(m.id, m.role, m.region, healthy, load, detail, held, rec.bundle, rec.bundle_refused, 0.0,
+                           rolls, mode)  # fmt: skip
         client.publish(HEARTBEAT_TOPIC, _enc.encode(hb))
         await asyncio.sleep(interval)

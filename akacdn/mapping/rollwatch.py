@@ -46,16 +46,16 @@ class RollWatch:
         self.mode_gauge = rt.gauge("akacdn_network_in_place", "1 while the network recovers in place (an alarm)")
         self.quarantined_gauge = rt.gauge("akacdn_quarantined_serials", "Serials quarantined")
 
-    def on_roll(self, env: Message) -> bool:
-        """A daemon's notice; True when the maps may change (rebuild)."""
+    def on_roll(self, env: Message) -> RollNotice | None:
+        """A daemon's notice (None when refused); the maps may change (rebuild)."""
         try:
             note = _roll.decode(env.body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             self.refused.labels("malformed").inc()
-            return False
+            return None
         if note.machine != env.sender or note.machine not in self.known():
             self.refused.labels("sender_mismatch").inc()
-            return False
+            return None
         now = time.time()
         self.heard.labels(note.kind).inc()
         entry: dict[str, Any] = {"at": round(note.at, 3), "machine": note.machine, "component": note.component,
@@ -75,7 +75,7 @@ class RollWatch:
             self.core.failed_in_place(note.machine, now, note.serial)
             entry |= {"serial": note.serial, "disabled": note.disabled}
         self.recent.append(entry)
-        return True
+        return note
 
     def known(self) -> set[str]:
         return {m.id for m in self.rt.net.machines}

@@ -1,5 +1,5 @@
-"""Operator commands of recovery-oriented operation: `akacdn quarantine ...` (and the
-status text of rolls, the mode and quarantines)."""
+"""Operator commands of recovery-oriented operation: `akacdn quarantine ...`, `akacdn
+release ...` (and the status text of rolls, the mode, quarantines and the release)."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ def render_recovery(doc: dict[str, Any]) -> str:
 
 
 def add_parsers(sub: Any) -> None:
+    add_release_parser(sub)
     d = sub.add_parser(
         "quarantine",
         help="see, add, extend or lift quarantines (a serial constrained to a few servers per region)",
@@ -105,3 +106,124 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
     d.add_argument("--json", action="store_true", help="the answer as JSON")
     d.set_defaults(func=run_quarantine)
+
+
+def run_release(args: argparse.Namespace) -> int:
+    """Submit a signed bundle to the leader and, with --wait, follow its phases; or show
+    the release in progress and the history."""
+    if args.action == "submit":
+        return _submit(args)
+    code, doc = ask(args, "GET", "/v1/release")
+    if code != 200:
+        return _fail(f"refused: {code} {doc}")
+    if args.json:
+        print(json.dumps(doc if args.action == "history" else doc.get("release"), indent=2))
+    elif args.action == "history":
+        for h in doc.get("history", []):
+            why = f" ({h['reason']})" if h["reason"] else ""
+            print(f"{h['bundle']} {h['type']} {h['version'] or '-'}: {h['state']}{why}")
+            print("\n".join(f"  {line}" for line in h["timeline"]))
+    else:
+        print(render_release(doc))
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ..recovery.bundle import make
+
+    if not args.key or not args.signer:
+        return _fail("release submit: --key and --signer are needed (a release signer's private key and id)")
+    try:
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(open(args.key).read().strip()))
+        content = open(args.file, "rb").read() if args.file else b""
+    except (OSError, ValueError) as e:
+        return _fail(f"release submit: {e}")
+    if args.type != "software" and not content:
+        return _fail(f"release submit: a {args.type} release needs --file")
+    data = make(key, args.signer, args.type, content, args.version)
+    try:
+        net = load_network(args.config)
+    except ConfigError as e:
+        return _fail(f"config refused: {e}")
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {net.operator_token}", "Content-Type": "application/octet-stream"}
+    errors = []
+    for m in [net.machine(args.center)] if args.center else net.by_role("mapper"):
+        url = f"http://{m.address}:{net.ports.management}/v1/operator/release"
+        req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:  # noqa: S310 (an address from the config)
+                doc = json.loads(r.read())
+                break
+        except urllib.error.HTTPError as e:
+            try:
+                return _fail(f"release refused: {json.loads(e.read()).get('error', e.code)}")
+            except ValueError:
+                return _fail(f"release refused: HTTP {e.code}")
+        except OSError as e:
+            errors.append(f"{m.id}: {e}")
+    else:
+        return _fail(f"no mapping center answered: {'; '.join(errors)}")
+    print(f"release {doc['id']} ({doc['type']} {doc['version'] or ''}) accepted by {doc['by']} (term {doc['term']})")
+    if not args.wait:
+        print(render_release(doc))
+        return 0
+    return _follow(args, doc["id"])
+
+
+def _follow(args: argparse.Namespace, bid: str) -> int:
+    """Print the timeline as it grows until the release is done or aborted."""
+    printed = 0
+    while True:
+        code, doc = ask(args, "GET", "/v1/release")
+        rel = doc.get("release") if code == 200 else None
+        if rel is not None and rel["bundle"] == bid:
+            for line in rel["timeline"][printed:]:
+                print(f"  {line}", flush=True)
+            printed = len(rel["timeline"])
+            if rel["state"] in ("done", "aborted"):
+                print(render_release(doc))
+                return 0 if rel["state"] == "done" else 1
+        time.sleep(1.0)
+
+
+def render_release(doc: dict[str, Any]) -> str:
+    rel = doc.get("release")
+    if not rel:
+        return "release: none yet"
+    head = f"release {rel['bundle']} ({rel['type']} {rel['version'] or '-'}): {rel['state']}"
+    if rel["state"] == "running":
+        head += f", phase {rel['phase']}"
+    if rel["reason"]:
+        head += f"; {rel['reason']}"
+    lines = [head, *(f"  {line}" for line in rel["timeline"])]
+    on = sum(1 for b in rel["running"].values() if b == rel["bundle"])
+    lines.append(f"  machines running it: {on} of {len(rel['running'])} heard")
+    return "\n".join(lines)
+
+
+def add_release_parser(sub: Any) -> None:
+    d = sub.add_parser(
+        "release",
+        help="zoned releases: submit a signed bundle (one machine, one region, world), see progress and history",
+        description="Submit a signed release bundle (customer configuration, system configuration, or a software "
+        "version) to the leading mapping center, which rolls it out in phases (one machine; one region without "
+        "that machine; the world) with the paper's minimum phase durations (times [release] time_scale), health "
+        "checks between phases and automatic abort and rollback. `status` shows the release in progress, "
+        "`history` the finished ones with their timelines.",
+    )
+    d.add_argument("action", choices=["submit", "status", "history"])
+    d.add_argument("--type", choices=["customer", "system", "software"], default="customer")
+    d.add_argument("--file", default="", help="submit: the customers file, or the system TOML ([ttl], [dns], [edge])")
+    d.add_argument("--version", default="", help="submit: a label, or the software version")
+    d.add_argument("--key", default="", help="submit: the release signer's Ed25519 private key file (hex)")
+    d.add_argument("--signer", default="", help="submit: the signer's id in keys.release_signers")
+    d.add_argument("--wait", action="store_true", help="submit: follow the phases until done or aborted (exit 1)")
+    d.add_argument("--config", required=True, help="network TOML file (has the operator token)")
+    d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
+    d.add_argument("--json", action="store_true", help="the answer as JSON")
+    d.set_defaults(func=run_release)

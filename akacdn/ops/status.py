@@ -78,7 +78,8 @@ def render(doc: dict[str, Any]) -> str:
     for s in sus:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["at"]))
         out.append(f"  {s['kind']} {s['id']}: {s['reason']} (since {since})")
-    from .recovery import render_recovery
+    from .recovery import render_recovery, render_release
 
     out.append(render_recovery(doc))
+    out.append(render_release(doc))
     return "\n".join(out)

@@ -36,7 +36,10 @@ _dec = msgspec.json.Decoder(CrashRecord)
 
 
 def describe(e: BaseException) -> tuple[str, list[str]]:
-    """(error, innermost frames) of an exception, bounded in size."""
+    """(error, innermost frames) of an exception, bounded in size; for a group (a task
+    group's), its first leaf: what actually failed."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
     frames = traceback.extract_tb(e.__traceback__)[-8:]
     trace = [f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in frames]
     return f"{type(e).__name__}: {e}"[:300], trace

@@ -15,7 +15,7 @@ _announce = msgspec.msgpack.Decoder(Announce)
 
 
 class Orders:
-    def __init__(self, rt: Runtime, on_release: Callable[[bytes], None] | None = None) -> None:
+    def __init__(self, rt: Runtime, on_release: Callable[[bytes, str], None] | None = None) -> None:
         self.rt = rt
         self.on_release = on_release
         self.term = 0
@@ -32,4 +32,4 @@ class Orders:
         if self.rt.recovery is not None:
             self.rt.recovery.set_mode(a.mode)
         if self.on_release is not None and a.release:
-            self.on_release(a.release)
+            self.on_release(a.release, a.center)

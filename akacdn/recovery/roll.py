@@ -59,6 +59,7 @@ class Recovery:
         self.disabled: dict[int, str] = {}  # in place: serials refused on this machine, and why
         self.publish: Callable[[str, bytes], object] | None = None
         self.bundle = ""  # the release bundle this machine runs ("": its local configuration)
+        self.bundle_refused = ""  # "<id>: why", when it refused the one it was told to run
         self.awake = False  # the start gate let the daemon start
         self.serving: Any = None  # what the daemon serves now (a request or query), for the stall watchdog
         self.summary: Callable[[Any], tuple[str, int]] = lambda x: (repr(x)[:200], 0)
