@@ -103,6 +103,8 @@ async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
             offer(env.body)
 
     rt.on_reload(lambda _: [link.send(b"R", b"") for link in links])
+    if rt.recovery is not None:
+        rt.recovery.on_mode.append(lambda mode: [link.send(b"X", mode.encode()) for link in links])
     client = MessagingClient(rt, [f"map.{ns.holder.key}", ANNOUNCE_TOPIC], on_message, on_lost=feed.on_lost)
     await client.start()
     try:
@@ -123,13 +125,17 @@ async def nameserver_main(rt: Runtime, links: list[Link] | None = None) -> None:
 
 
 async def worker_main(rt: Runtime, link: Link) -> None:
-    """A worker process: DNS only, maps and reloads from the parent."""
+    """A worker process: DNS only; maps, reloads (and the bundle the parent runs) and the
+    recovery mode from the parent."""
+    BundleFollower(rt).follow_disk()
     ns = Nameserver(rt)
     await link.open()
 
     def on_frame(kind: bytes, body: bytes) -> None:
         if kind == b"M":
             ns.offer(body, persist=False)
+        elif kind == b"X" and rt.recovery is not None:
+            rt.recovery.set_mode(body.decode())
 
     async def stats() -> None:
         while True:

@@ -89,6 +89,8 @@ class Edge:
         barred = {q.serial: f"quarantined to {', '.join(q.servers)}" for q in low.quarantines if me not in q.servers}
         if barred != self.handler.barred:
             self.rt.record("quarantines", barred=sorted(barred), version=list(low.version))
+            if self.to_workers is not None:
+                self.to_workers(b"Q", msgspec.msgpack.encode(barred))
         self.handler.barred = barred
 
     def status(self, interval: float) -> tuple[bool, float, str]:
@@ -240,6 +242,8 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
         rt.exposed = merged
         edge.to_workers = lambda kind, body: [link.send(kind, body) for link in links]
         rt.on_reload(lambda _: edge.to_workers(b"R", b"") if edge.to_workers else None)
+        if rt.recovery is not None:
+            rt.recovery.on_mode.append(lambda mode: edge.to_workers(b"X", mode.encode()) if edge.to_workers else None)
     sync = PurgeSync(rt, edge.apply_body, edge.wipe_disk, lambda: len(edge.store.disk))
     # the low-level map, for its quarantines (kept as last known good like an LLNS's)
     holder: MapHolder[LowMap] = MapHolder(rt, LowMap, "low", edge.use_map)
@@ -312,8 +316,10 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
 
 
 async def worker_main(rt: Runtime, link: Link) -> None:
-    """An edge worker process: serves HTTP on the shared port; purges and reloads come
-    from the parent, its counters go to it every second."""
+    """An edge worker process: serves HTTP on the shared port; purges, reloads (and the
+    bundle the parent runs), quarantines and the recovery mode come from the parent, its
+    counters go to it every second."""
+    BundleFollower(rt).follow_disk()
     edge = Edge(rt)
     edge.reports_disk_bytes = False
     await link.open()
@@ -327,6 +333,11 @@ async def worker_main(rt: Runtime, link: Link) -> None:
                 edge.apply_purge(_purge_dec.decode(body), "parent")
         elif kind == b"W":
             edge.store.delete_where(lambda _: True)
+        elif kind == b"Q":
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                edge.handler.barred = msgspec.msgpack.decode(body, type=dict[int, str])
+        elif kind == b"X" and rt.recovery is not None:
+            rt.recovery.set_mode(body.decode())
         elif kind == b"D":
             with contextlib.suppress(ValueError):
                 edge.store.distrust_before = float(body)

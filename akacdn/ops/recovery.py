@@ -176,15 +176,16 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace, bid: str) -> int:
-    """Print the timeline as it grows until the release is done or aborted."""
-    printed = 0
+    """Print each timeline line as it changes until the release is done or aborted."""
+    shown: list[str] = []
     while True:
         code, doc = ask(args, "GET", "/v1/release")
         rel = doc.get("release") if code == 200 else None
         if rel is not None and rel["bundle"] == bid:
-            for line in rel["timeline"][printed:]:
-                print(f"  {line}", flush=True)
-            printed = len(rel["timeline"])
+            for line in rel["timeline"]:
+                if line not in shown and "not started" not in line:
+                    print(f"  {line}", flush=True)
+                    shown.append(line)
             if rel["state"] in ("done", "aborted"):
                 print(render_release(doc))
                 return 0 if rel["state"] == "done" else 1

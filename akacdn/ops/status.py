@@ -47,7 +47,7 @@ def render(doc: dict[str, Any]) -> str:
     )
     out.append("machines:")
     out += _table(
-        [["machine", "role", "region", "state", "heard", "why"]]
+        [["machine", "role", "region", "state", "heard", "bundle", "why"]]
         + [
             [
                 m["id"],
@@ -55,6 +55,7 @@ def render(doc: dict[str, Any]) -> str:
                 m["region"] or "-",
                 m["state"],
                 "-" if m["heard_ago"] is None else f"{m['heard_ago']:.1f}s ago",
+                (m.get("bundle") or "files")[:8] if m.get("bundle") is not None else "-",
                 m["reason"],
             ]
             for m in doc["machines"]

@@ -49,6 +49,24 @@ class BundleFollower:
         except BundleError as e:
             raise ConfigError("release bundle " + self.running, "$", e.reason) from None
 
+    def follow_disk(self) -> None:
+        """A worker process: run whatever bundle the parent keeps on disk (read again at
+        each reload the parent orders), never fetching one itself."""
+
+        def overlay(net: Network) -> Network:
+            self.bundle = None
+            data = read_file(self.path)
+            if data:
+                try:
+                    self.running, self.bundle = open_bundle(self.rt.net.release_signers, data)
+                except BundleError:
+                    self.bundle = None
+            return self.overlay(net)
+
+        self.rt.overlay = overlay
+        if read_file(self.path):
+            self.rt.reload()
+
     def load_last_known_good(self) -> None:
         """At start: run the bundle kept from the last run (checked again)."""
         data = read_file(self.path)

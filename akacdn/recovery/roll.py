@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from ..runtime import Runtime, atomic_write, read_file
+from ..runtime import Runtime, atomic_write, read_file, sd_notify
 from . import crash
 from .policy import RollLog, RollPolicy, Start
 
@@ -61,6 +61,7 @@ class Recovery:
         self.bundle = ""  # the release bundle this machine runs ("": its local configuration)
         self.bundle_refused = ""  # "<id>: why", when it refused the one it was told to run
         self.awake = False  # the start gate let the daemon start
+        self.on_mode: list[Callable[[str], object]] = []  # e.g. tell the worker processes
         self.serving: Any = None  # what the daemon serves now (a request or query), for the stall watchdog
         self.summary: Callable[[Any], tuple[str, int]] = lambda x: (repr(x)[:200], 0)
         self._beat = time.monotonic()
@@ -168,6 +169,8 @@ class Recovery:
         if in_place == self.in_place:
             return
         self.in_place = in_place
+        for tell in self.on_mode:
+            tell(mode)
         self.mode_gauge.set(1 if in_place else 0)
         self.rt.record("recovery_mode", mode=mode or "roll", disabled=sorted(self.disabled))
         if not in_place:  # back to rolling: serials disabled in place serve again
@@ -196,6 +199,14 @@ async def gate(rt: Runtime, rec: Recovery) -> None:
     note = RollNotice(m.id, rt.component, "asleep", now, start.rolls, sleep_until=until)
     client.publish(ROLL_TOPIC, msgspec.msgpack.encode(note))
 
+    async def systemd() -> None:
+        # a long sleep is a deliberate start, not a hung one: keep systemd's start timeout
+        # and watchdog from killing it (EXTEND_TIMEOUT_USEC: systemd >= 236)
+        while True:
+            left = max(0.0, until - time.time())
+            sd_notify(f"EXTEND_TIMEOUT_USEC={int((left + 30) * 1e6)}\nWATCHDOG=1\nSTATUS=long-sleep: {start.reason}")
+            await asyncio.sleep(5.0)
+
     async def heartbeats() -> None:
         detail = f"long-sleep until {time.strftime('%H:%M:%S', time.localtime(until))}: {start.reason}"
         hb = Heartbeat(m.id, m.role, m.region, False, 0.0, detail, asleep_until=until, rolls=start.rolls)
@@ -210,6 +221,7 @@ async def gate(rt: Runtime, rec: Recovery) -> None:
                 tg.create_task(client.run())
                 tg.create_task(rt.serve_management())
                 tg.create_task(heartbeats())
+                tg.create_task(systemd())
     except TimeoutError:
         pass
     finally:

@@ -22,6 +22,8 @@ from .conftest import _nets, curl, dig, wait_for, wait_for_full_referrals
 
 DEATH_HOST = "www.death.example"
 DEATH_SERIAL = 456
+ODD_HOST = "www.odd.example"
+ODD_SERIAL = 789
 RECOVERY = {
     "roll_limit": 3,
     "roll_window": 120.0,
@@ -41,7 +43,7 @@ RECOVERY = {
 
 
 def tweak(network: dict[str, Any], customers: dict[str, Any]) -> None:
-    network["faults"] = {"enabled": True, "hang_seconds": 30.0}
+    network["faults"] = {"enabled": True, "hang_seconds": 60.0}
     network["recovery"] = RECOVERY
     demo = customers["customers"][0]
     customers["customers"].append(
@@ -51,6 +53,15 @@ def tweak(network: dict[str, Any], customers: dict[str, Any]) -> None:
             "hostnames": [DEATH_HOST],
             "origin": demo["origin"],
             "faults": [{"on": "edge", "kind": "crash", "path": "/death*"}],
+        }
+    )
+    customers["customers"].append(
+        {
+            "name": "odd",
+            "serial": ODD_SERIAL,
+            "hostnames": [ODD_HOST],
+            "origin": demo["origin"],
+            "faults": [{"on": "dns", "kind": "wrong"}, {"on": "edge", "kind": "hang", "path": "/hang*"}],
         }
     )
 
@@ -203,3 +214,25 @@ def test_a_third_of_the_network_rolling_switches_every_daemon_to_recovering_in_p
     wait_for(lambda: status(dn)["mode"] == "roll", 30, "the leader to leave the in-place mode")
     for m in serving:
         wait_for(lambda m=m: dn.metric(m, "akacdn_in_place_mode") == 0, 20, f"{m} to roll again")
+
+
+def test_a_hang_is_rolled_by_the_stall_watchdog_with_what_it_was_serving(dn: Devnet) -> None:
+    edge = "r3-e3"
+    proc = dn.procs[edge]
+    assert fetch(dn, address_of(dn, edge), ODD_HOST, "/hang") == 0  # blocks the daemon: curl gives up
+    wait_for(lambda: dn.procs[edge] is not proc, 30, f"{edge} to be rolled by its stall watchdog")
+    notes = wait_for(
+        lambda: [r for r in status(dn)["rolls"] if r["machine"] == edge and "stalled" in r.get("error", "")],
+        30,
+        "the roll to be reported",
+    )
+    assert isinstance(notes, list) and "/hang" in notes[-1]["context"] and notes[-1]["serial"] == ODD_SERIAL
+    wait_for(lambda: fetch(dn, address_of(dn, edge), "www.demo.example") == 200, 30, f"{edge} to serve again")
+
+
+def test_a_dns_fault_answers_wrongly_and_only_for_its_serial(dn: Devnet) -> None:
+    llns = dn.net.by_role("llns")[0].address
+    wrong = dig(llns, dn.layout.dns_port, f"a{ODD_SERIAL}.g.{BASE_DOMAIN}", "A", "+norec")
+    assert wrong.addresses() == ["192.0.2.66"]
+    right = dig(llns, dn.layout.dns_port, f"a123.g.{BASE_DOMAIN}", "A", "+norec")
+    assert right.addresses() and "192.0.2.66" not in right.addresses()
