@@ -19,14 +19,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from .config import ConfigError, Machine, Network, load_network
 from .sockets import ListenError
+
+if TYPE_CHECKING:  # aiohttp loads off the event loop when the management server starts,
+    from aiohttp import web  # so a restarted daemon serves before it has loaded (see serve_management)
 
 _json = msgspec.json.Encoder()
 
@@ -226,25 +228,38 @@ class Runtime:
 
     # management server -----------------------------------------------------------
     async def _metrics(self, _: web.Request) -> web.Response:
+        from aiohttp import web
+
         body = generate_latest(self.exposed)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response({"alive": True, "machine": self.machine.id})
 
     async def _readyz(self, _: web.Request) -> web.Response:
+        from aiohttp import web
+
         if self._not_ready:
             return web.json_response({"ready": False, "waiting": self._not_ready}, status=503)
         return web.json_response({"ready": True})
 
     async def _events_view(self, _: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response(list(self._events))
 
     async def serve_management(
         self, extra: Callable[[web.Application], None] | None = None, port: int | None = None
     ) -> None:
         """Serve /metrics, /healthz, /readyz and /events until cancelled (TCP, on the
-        machine's own address, `ports.management` unless `port` says otherwise)."""
+        machine's own address, `ports.management` unless `port` says otherwise). aiohttp
+        is imported in a thread first, so the daemon's other tasks (a nameserver's
+        sockets) serve meanwhile: a rolled daemon is back sooner."""
+        import importlib
+
+        web = await asyncio.to_thread(importlib.import_module, "aiohttp.web")
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)

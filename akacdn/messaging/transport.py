@@ -23,12 +23,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-
-import aiohttp
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from ..runtime import Runtime
 from .journal import Journal, Page, decode_page
+
+if TYPE_CHECKING:  # aiohttp is imported when first used: a nameserver serves before it loads
+    import aiohttp
+    from aiohttp import web
 
 Version = tuple[int, ...]
 
@@ -76,6 +78,8 @@ class Documents:
 
 
 def _since(req: web.Request) -> int:
+    from aiohttp import web
+
     try:
         return max(0, int(req.query.get("since", "0")))
     except ValueError:
@@ -84,6 +88,8 @@ def _since(req: web.Request) -> int:
 
 def center_routes(rt: Runtime, docs: Documents, journals: dict[str, Journal]) -> Callable[[web.Application], None]:
     """The routes a mapping center serves its own documents and journals on."""
+    from aiohttp import web
+
     me = rt.machine.id
 
     async def get_map(req: web.Request) -> web.Response:
@@ -145,11 +151,17 @@ class Fetcher:
         return bases
 
     async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body); OSError (or TimeoutError) when the source did not answer."""
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession()
         timeout = aiohttp.ClientTimeout(total=self.rt.net.messaging.http_timeout)
-        async with self._session.get(url, timeout=timeout, headers=headers) as r:
-            return r.status, dict(r.headers), await r.read()
+        try:
+            async with self._session.get(url, timeout=timeout, headers=headers) as r:
+                return r.status, dict(r.headers), await r.read()
+        except aiohttp.ClientError as e:
+            raise OSError(f"{type(e).__name__}: {e}") from None
 
     async def map(
         self, center: str, key: str, have: Version | None = None, want: Version | None = None
@@ -161,7 +173,7 @@ class Fetcher:
         for base in self.sources(center):
             try:
                 status, got, body = await self._get(f"{base}/v1/{center}/maps/{key}{query}", headers)
-            except (aiohttp.ClientError, TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 self.fetches.labels("map", "unreachable").inc()
                 continue
             version = parse_version(got.get("X-Akacdn-Version"))
@@ -186,7 +198,7 @@ class Fetcher:
         for base in self.sources(center):
             try:
                 status, got, body = await self._get(f"{base}/v1/{center}/journal/{name}?since={since}", {})
-            except (aiohttp.ClientError, TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 self.fetches.labels("journal", "unreachable").inc()
                 continue
             if status not in (200, 410):
