@@ -52,6 +52,7 @@ from .messages import (
     REPORT_TOPIC,
     ROLL_TOPIC,
     Announce,
+    CenterStatus,
     Heartbeat,
     RegionReport,
     Report,
@@ -99,8 +100,8 @@ class Center:
         topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC, CENTER_TOPIC, ROLL_TOPIC]
         self.client = MessagingClient(rt, topics, self.on_message)
         self.leadership = Leadership(rt, self.client, self.liveness, self.suspensions, self.lead, self.resign)
-        self.leadership.status_extra = self.rolls.status_extra
-        self.leadership.on_leader_status = self.rolls.adopt
+        self.leadership.status_extra = lambda: {**self.rolls.status_extra(), **self.releases.status_extra()}
+        self.leadership.on_leader_status = self.leader_status
         self.serial_requests = rt.counter(
             "akacdn_serial_requests", "Requests the edges served, per serial and cache outcome", ("serial", "outcome")
         )
@@ -123,6 +124,12 @@ class Center:
         self.signed.clear()
         self.changed.clear()
         self.wake.set()
+
+    def leader_status(self, cs: CenterStatus) -> None:
+        """What the leader carries beside the election: quarantines, the release."""
+        self.rolls.adopt(cs)
+        if self.book is None:
+            self.releases.adopt(cs.release, cs.status.center)
 
     def resign(self, reason: str) -> None:
         self.book = None
@@ -276,6 +283,7 @@ class Center:
                 tg.create_task(self.rt.watchdog())
                 tg.create_task(self.client.run())
                 tg.create_task(self.leadership.run())
+                tg.create_task(self.releases.run())
                 await asyncio.sleep(t.dead_after)
                 self.announce()  # the purge journal is served from the start: say so
                 self.rt.ready("warmup")

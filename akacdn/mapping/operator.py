@@ -198,6 +198,7 @@ def operator_routes(center: Center, app: web.Application) -> None:
         if code == 200:
             center.wake.set()
             center.announce()  # the order goes out now
+            center.leadership.send_status()  # and the other centers hold the release at once
         return web.json_response({"by": center.rt.machine.id, "term": core.term, **answer}, status=code)
 
     async def releases(req: web.Request) -> web.Response:

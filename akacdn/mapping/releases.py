@@ -7,13 +7,14 @@ reliable transport as documents `bundle-<id>`, so relays cache them), the releas
 progress (`current.json`, after every change), and the history (`history.jsonl`: one
 line per finished release, with its phase timeline and abort reason).
 
-Only the leader runs releases. A release in progress does not move to a new leader:
-after a change of leader the machines keep the bundle they run (last known good) until
-an operator submits again.
+Only the leader runs releases. It carries the release in its status to the other
+centers, which keep it (and fetch its bundles from the leader), so a new leader carries
+on with the release where the old one left it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Collection
@@ -21,13 +22,14 @@ from typing import Any
 
 import msgspec
 
-from ..messaging.transport import Documents
+from ..messaging.transport import Documents, Fetcher
 from ..recovery.bundle import BundleError, bundle_id, open_bundle, validate
 from ..runtime import Runtime, atomic_write, read_file
 from .messages import Heartbeat, Report
 from .rollout import Order, Release, Rollout, Settings, Target, plan
 
 _release_dec = msgspec.json.Decoder(Release)
+_release_mp = msgspec.msgpack.Decoder(Release)
 
 
 def settings_of(rt: Runtime) -> Settings:
@@ -55,6 +57,8 @@ class Releases:
                 self.rollout = Rollout(_release_dec.decode(raw), settings_of(rt))
             except (msgspec.DecodeError, msgspec.ValidationError):
                 self.rt.record("release_state_unreadable", path=str(self.dir / "current.json"))
+        self._fetch = asyncio.Event()
+        self._from = ""  # the leader whose bundles we lack
         self.submitted = rt.counter("akacdn_releases", "Releases submitted, by outcome", ("outcome",))
         self.phase_gauge = rt.gauge("akacdn_release_phase", "Phase of the release in progress (1-3; 0: none)")
 
@@ -136,6 +140,50 @@ class Releases:
                         "timeline": self.rollout.timeline(_clock)}  # fmt: skip
                 with open(self.dir / "history.jsonl", "a") as f:
                     f.write(json.dumps(line) + "\n")
+
+    # a hot standby of the release ---------------------------------------------------------
+    def status_extra(self) -> dict[str, Any]:
+        return {"release": msgspec.msgpack.encode(self.rollout.release)} if self.rollout is not None else {}
+
+    def adopt(self, data: bytes, leader: str) -> None:
+        """Following: keep the leader's release (and get its bundles), to carry it on if we lead."""
+        if not data:
+            return
+        try:
+            rel = _release_mp.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        mine = self.rollout.release if self.rollout is not None else None
+        if mine is not None and msgspec.structs.asdict(mine) == msgspec.structs.asdict(rel):
+            return
+        self.rollout = Rollout(rel, settings_of(self.rt))
+        atomic_write(self.dir / "current.json", msgspec.json.encode(rel))
+        if self.missing():
+            self._from = leader
+            self._fetch.set()
+
+    def missing(self) -> list[str]:
+        rel = self.rollout.release if self.rollout is not None else None
+        wanted = [rel.bundle, rel.previous] if rel is not None else []
+        return [b for b in wanted if b and self.docs.get(f"bundle-{b}") is None]
+
+    async def run(self) -> None:
+        """Until cancelled: fetch the bundles of an adopted release from its leader."""
+        fetcher = Fetcher(self.rt)
+        try:
+            while True:
+                await self._fetch.wait()
+                for bid in self.missing():
+                    data = await fetcher.map(self._from, f"bundle-{bid}")
+                    if data is not None and bundle_id(data) == bid:
+                        atomic_write(self.dir / "bundles" / f"{bid}.bundle", data)
+                        self.docs.put(f"bundle-{bid}", (1,), data)
+                if self.missing():
+                    await asyncio.sleep(1.0)
+                else:
+                    self._fetch.clear()
+        finally:
+            await fetcher.close()
 
     def next_deadline(self) -> float | None:
         return self.rollout.next_deadline() if self.rollout is not None else None

@@ -190,3 +190,24 @@ def test_a_good_customer_configuration_reaches_the_world(dn: Devnet, tmp_path: P
     for e in dn.net.by_role("edge"):  # the new customer is served everywhere
         code, _, _ = curl(f"http://{e.address}:{dn.layout.http_port}/", "-H", "Host: www.shop.example")
         assert code == 200, e.id
+
+
+def test_a_release_carries_on_when_its_leader_dies(dn: Devnet, tmp_path: Path) -> None:
+    leader = dn.leader()
+    assert leader is not None
+    file = customers_file(dn, tmp_path / "again.toml", shop=True)
+    (tmp_path / "again.toml").write_text(file.read_text().replace("default_ttl = 300", "default_ttl = 120"))
+    key = dn.dir / "keys" / "release.key"
+    with Traffic(dn):
+        r = akacdn(dn, "release", "submit", "--type", "customer", "--file", str(file), "--version", "ttl-120",
+                   "--key", str(key), "--signer", "devnet")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        bid = r.stdout.split()[1]
+        dn.kill(leader)  # in phase one: the other center takes over and carries the release on
+        other = next(m.id for m in dn.net.by_role("mapper") if m.id != leader)
+        wait_for(lambda: dn.leader() == other, 20, f"{other} to lead")
+        done = wait_for(lambda: (d := release_doc(dn)["release"]) and d["bundle"] == bid and d["state"] != "running"
+                        and d, 60, "the release to end")  # fmt: skip
+    assert isinstance(done, dict) and done["state"] == "done", done
+    wait_for(lambda: bundles(dn) == {bid}, 20, "every machine to run the bundle")
+    dn.start_machine(leader)  # back as a follower
