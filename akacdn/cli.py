@@ -69,7 +69,8 @@ def run_daemon(role: str, args: argparse.Namespace) -> int:
     # the start gate first (long-sleep, if this daemon keeps rolling), before any worker forks
     run(lambda: gate(rt, recovery), fast_loop=role != "agent", reload=lambda: None, log=rt.log)
     if not recovery.awake:
-        return 0  # stopped while asleep
+        recovery.stopped()  # stopped while asleep: an operator's stop, not a roll
+        return 0
     workers = net.dns.workers if role in ("tlns", "llns") else net.edge.workers if role == "edge" else 1
     links: list[object] = []
     if workers > 1:

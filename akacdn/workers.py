@@ -142,7 +142,7 @@ class MergedMetrics:
     def take(self, index: int, body: bytes) -> None:
         try:
             self.workers[index] = _families_dec.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             pass  # a bad frame from our own worker: keep its last good snapshot
 
     def collect(self) -> Iterator[Metric]:

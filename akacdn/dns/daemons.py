@@ -46,6 +46,8 @@ class Nameserver:
 
     def _use_map(self, m: AnyMap) -> None:
         self.zone.use_map(m)  # type: ignore[arg-type]
+        if isinstance(m, LowMap) and self.rt.recovery is not None:  # quarantined: faults fail in place
+            self.rt.recovery.contained = frozenset(q.serial for q in m.quarantines)
         self.server.map_changed()
 
     def _reconfigure(self, _: object) -> None:

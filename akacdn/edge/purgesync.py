@@ -103,7 +103,7 @@ class PurgeSync:
             return
         try:
             entry = decode_entry(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             self.caught.labels("malformed_entry").inc()
             return
         self.apply(entry.body, "messaging")
@@ -121,7 +121,7 @@ class PurgeSync:
     def on_announce(self, body: bytes) -> None:
         try:
             a = _announce.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             return
         got = a.journals.get(JOURNAL)
         if got is None or a.center not in self._centers():

@@ -70,6 +70,7 @@ class Edge:
         self.disk_bytes = rt.gauge("akacdn_edge_disk_bytes", "Bytes of objects in the disk store")
         self.reports_disk_bytes = True
         self.seen = Seen()
+        self._contained: list[int] = []  # quarantined serials (the low-level map's)
         self.journaled: dict[str, asyncio.Future[dict[str, int]]] = {}  # purge id -> centers' sequences
         self.publish: Callable[[str, bytes], object] | None = None
         self.to_workers: Callable[[bytes, bytes], object] | None = None  # `[edge] workers` > 1
@@ -84,14 +85,18 @@ class Edge:
 
     def use_map(self, low: LowMap) -> None:
         """The low-level map's quarantines: a serial constrained to other servers is refused
-        here (503), so its requests of death reach only its few servers."""
+        here (503), so its requests of death reach only its few servers; on those, a fault
+        of it fails in place (`Recovery.contained`)."""
         me = self.rt.machine.id
         barred = {q.serial: f"quarantined to {', '.join(q.servers)}" for q in low.quarantines if me not in q.servers}
-        if barred != self.handler.barred:
-            self.rt.record("quarantines", barred=sorted(barred), version=list(low.version))
+        contained = sorted(q.serial for q in low.quarantines)
+        if (barred, contained) != (self.handler.barred, self._contained):
+            self.rt.record("quarantines", barred=sorted(barred), contained=contained, version=list(low.version))
             if self.to_workers is not None:
-                self.to_workers(b"Q", msgspec.msgpack.encode(barred))
-        self.handler.barred = barred
+                self.to_workers(b"Q", msgspec.msgpack.encode((barred, contained)))
+        self.handler.barred, self._contained = barred, contained
+        if self.rt.recovery is not None:
+            self.rt.recovery.contained = frozenset(contained)
 
     def status(self, interval: float) -> tuple[bool, float, str]:
         """Heartbeat content: healthy, requests per second since the last beat."""
@@ -124,7 +129,7 @@ class Edge:
         """A purge as the journal holds it (the msgpack `Purge` an edge published)."""
         try:
             self.apply_purge(_purge_dec.decode(body), source)
-        except (msgspec.DecodeError, msgspec.ValidationError, PurgeError) as e:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, PurgeError) as e:
             self.purge_refused.labels("bad_message").inc()
             self.rt.log.limited("purge_message_refused", error=str(e))
 
@@ -142,7 +147,7 @@ class Edge:
         try:
             entry = decode_entry(body)
             purge_id = _purge_dec.decode(entry.body).id
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             return
         waiting = self.journaled.get(purge_id)
         if waiting is not None and not waiting.done():
@@ -159,7 +164,7 @@ class Edge:
             body = msgspec.json.decode(await req.read(), type=_PurgeRequest)
             purge = Purge(uuid.uuid4().hex, body.kind, body.values)
             removed = self.apply_purge(purge, "api")
-        except (msgspec.DecodeError, msgspec.ValidationError, PurgeError) as e:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, PurgeError) as e:
             self.purge_refused.labels("bad_request").inc()
             return web.json_response({"error": str(e)}, status=400)
         journaled: dict[str, int] = {}
@@ -226,7 +231,7 @@ async def _worker_link(edge: Edge, merged: MergedMetrics, link: Link) -> None:
                 served, report = body[:8], body[8:]
                 edge.handler.served += int.from_bytes(served, "big")
                 if report:
-                    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                         edge.handler.counts.merge(_report_dec.decode(report))
     except EOFError:
         raise RuntimeError(f"edge worker {link.index} exited") from None
@@ -329,13 +334,16 @@ async def worker_main(rt: Runtime, link: Link) -> None:
 
     def on_frame(kind: bytes, body: bytes) -> None:
         if kind == b"P":
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, PurgeError):
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, PurgeError):
                 edge.apply_purge(_purge_dec.decode(body), "parent")
         elif kind == b"W":
             edge.store.delete_where(lambda _: True)
         elif kind == b"Q":
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                edge.handler.barred = msgspec.msgpack.decode(body, type=dict[int, str])
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                barred, contained = msgspec.msgpack.decode(body, type=tuple[dict[int, str], list[int]])
+                edge.handler.barred = barred
+                if rt.recovery is not None:
+                    rt.recovery.contained = frozenset(contained)
         elif kind == b"X" and rt.recovery is not None:
             rt.recovery.set_mode(body.decode())
         elif kind == b"D":

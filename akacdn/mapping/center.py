@@ -177,7 +177,7 @@ class Center:
         """A region agent reports dead peers: rebuild at once without them."""
         try:
             report = _region.decode(env.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             self.refused.labels("bad_region_report").inc()
             return
         down = self.liveness.reported(env.sender, report, time.monotonic())

@@ -115,7 +115,6 @@ class FaultWatch:
         """Mode changes, new and extended quarantines, expiries; returns the events. Only
         the leader calls this (it changes the versioned quarantines)."""
         events: list[tuple[str, dict[str, object]]] = []
-        events += self._mode(now)
         for serial, seen in self._crashes.items():
             recent = sorted(m for m, t in seen.items() if now - t <= self.s.quarantine_window)
             q = self.quarantines.get(serial)
@@ -138,7 +137,8 @@ class FaultWatch:
                 self._crashes.pop(serial, None)
                 self._bump(term)
                 events.append(("quarantine_ended", {"serial": serial}))
-        return events
+        # after the quarantines: rolls of a serial quarantined just now are no network alarm
+        return events + self._mode(now)
 
     def _mode(self, now: float) -> list[tuple[str, dict[str, object]]]:
         window = self.s.mode_window

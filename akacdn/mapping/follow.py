@@ -47,7 +47,7 @@ class MapFeed:
     def on_announce(self, body: bytes) -> None:
         try:
             a = _announce.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             self.rt.log.limited("announce_refused", reason="malformed")
             return
         self._heard = time.monotonic()

@@ -81,7 +81,7 @@ class Leadership:
     def heard(self, env: Message) -> None:
         try:
             cs = _status.decode(env.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             self.rt.log.limited("center_status_refused", sender=env.sender)
             return
         if cs.status.center != env.sender:

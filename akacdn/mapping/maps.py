@@ -110,7 +110,7 @@ def verify(keys: dict[str, bytes], data: bytes) -> AnyMap:
     """Decode a signed map and check its signature against the known centers' keys."""
     try:
         sm = _signed.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         raise MapError("malformed") from None
     pub = keys.get(sm.signer)
     if pub is None:
@@ -121,7 +121,7 @@ def verify(keys: dict[str, bytes], data: bytes) -> AnyMap:
         raise MapError("bad_signature") from None
     try:
         return _body.decode(sm.body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         raise MapError("malformed_body") from None
 
 

@@ -142,7 +142,7 @@ def operator_routes(center: Center, app: web.Application) -> None:
         body = await req.read()
         try:
             o = msgspec.json.decode(body, type=Order)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
             return web.json_response({"error": str(e)}, status=400)
         net = center.rt.net
         known = {m.id for m in net.machines} if o.kind == "machine" else {r.id for r in net.regions}
@@ -168,7 +168,7 @@ def operator_routes(center: Center, app: web.Application) -> None:
         body = await req.read()
         try:
             o = msgspec.json.decode(body, type=QuarantineOrder)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
             return web.json_response({"error": str(e)}, status=400)
         if not 0 <= o.seconds <= 30 * 86400:
             return web.json_response({"error": "seconds: between 0 and 30 days"}, status=400)

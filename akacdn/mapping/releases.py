@@ -55,7 +55,7 @@ class Releases:
         if raw:
             try:
                 self.rollout = Rollout(_release_dec.decode(raw), settings_of(rt))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 self.rt.record("release_state_unreadable", path=str(self.dir / "current.json"))
         self._fetch = asyncio.Event()
         self._from = ""  # the leader whose bundles we lack
@@ -151,7 +151,7 @@ class Releases:
             return
         try:
             rel = _release_mp.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             return
         mine = self.rollout.release if self.rollout is not None else None
         if mine is not None and msgspec.structs.asdict(mine) == msgspec.structs.asdict(rel):

@@ -37,7 +37,7 @@ class RollWatch:
             try:
                 saved = _save_dec.decode(raw)
                 self.core.adopt(saved.version, saved.items)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 pass  # the leader's set comes with its status
         self.saved = self.core.version
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)  # the newest notices, for operators
@@ -50,7 +50,7 @@ class RollWatch:
         """A daemon's notice (None when refused); the maps may change (rebuild)."""
         try:
             note = _roll.decode(env.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             self.refused.labels("malformed").inc()
             return None
         if note.machine != env.sender or note.machine not in self.known():

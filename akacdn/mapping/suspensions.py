@@ -42,7 +42,7 @@ class Suspensions:
             try:
                 saved = _dec.decode(raw)
                 self.version, self.items = tuple(saved.version), {(s.kind, s.id): s for s in saved.items}  # type: ignore[assignment]
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 pass  # an unreadable file: start empty, the leader's set comes with its status
 
     def _save(self) -> None:

@@ -114,7 +114,7 @@ class Keyring:
             raise EnvelopeError("bad_mac")
         try:
             return _dec.decode(payload[1:])
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             raise EnvelopeError("malformed") from None
 
 
@@ -122,7 +122,7 @@ def decode_nack(body: bytes) -> Nack:
     """A NACK's body; EnvelopeError when it is malformed."""
     try:
         return _nack_dec.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         raise EnvelopeError("malformed") from None
 
 
@@ -130,7 +130,7 @@ def decode_topics(body: bytes) -> list[str]:
     """A SUBSCRIBE's body; EnvelopeError when it is malformed."""
     try:
         return _topics_dec.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         raise EnvelopeError("malformed") from None
 
 

@@ -95,7 +95,7 @@ class Journal:
                 break
             try:
                 records.append(_rec.decode(data[pos + 4 : pos + 4 + n]))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 break
             pos += 4 + n
             good = pos

@@ -25,7 +25,7 @@ import hmac
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..runtime import Runtime
+from ..runtime import Runtime, load_aiohttp
 from .journal import Journal, Page, decode_page
 
 if TYPE_CHECKING:  # aiohttp is imported when first used: a nameserver serves before it loads
@@ -152,6 +152,7 @@ class Fetcher:
 
     async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         """(status, headers, body); OSError (or TimeoutError) when the source did not answer."""
+        await load_aiohttp()  # the first use (a nameserver's first map fetch, at start): off the loop
         import aiohttp
 
         if self._session is None:

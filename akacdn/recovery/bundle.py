@@ -81,7 +81,7 @@ def open_bundle(signers: dict[str, bytes], data: bytes) -> tuple[str, Bundle]:
     try:
         s = _signed.decode(data)
         b = _body.decode(s.body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         raise BundleError("malformed bundle") from None
     pub = signers.get(b.signer)
     if pub is None:

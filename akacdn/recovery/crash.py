@@ -69,7 +69,7 @@ def unreported(state_dir: Path, component: str) -> list[tuple[Path, CrashRecord]
     for path in sorted((state_dir / "crashes").glob(f"*-{component}*.json")):
         try:
             rec = _dec.decode(path.read_bytes())
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             path.unlink(missing_ok=True)
             continue
         if not rec.reported:
@@ -90,6 +90,6 @@ def recent(state_dir: Path, limit: int = 20) -> list[CrashRecord]:
     for path in sorted((state_dir / "crashes").glob("*.json"), reverse=True)[:limit]:
         try:
             out.append(_dec.decode(path.read_bytes()))
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             continue
     return out

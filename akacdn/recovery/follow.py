@@ -76,7 +76,7 @@ class BundleFollower:
     def on_order(self, body: bytes, center: str) -> None:
         try:
             order = _order.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             self.refusals.labels("bad_order").inc()
             return
         want = order.bundle_for(self.rt.machine.id)

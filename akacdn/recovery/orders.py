@@ -24,7 +24,7 @@ class Orders:
     def on_announce(self, body: bytes) -> None:
         try:
             a = _announce.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             return  # counted where the map feed decodes it
         if a.term <= 0 or a.term < self.term or a.center not in self.centers:
             return

@@ -50,13 +50,17 @@ class Recovery:
         if raw:
             try:
                 log = _log_dec.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 log = RollLog(running=True)  # unreadable: count it as a roll, never as healthy
         self.policy = RollPolicy(rt.net.recovery, log)
         self.started: Start | None = None
         self.in_place = False  # the network-wide mode, as the leader says
         self.faults: Counter[int] = Counter()  # in place: faults by serial
         self.disabled: dict[int, str] = {}  # in place: serials refused on this machine, and why
+        # quarantined serials (the low-level map): the network knows their requests crash
+        # servers, so a fault of theirs fails that request in place, whatever the mode: the
+        # quarantine set keeps serving everyone else instead of rolling again and again
+        self.contained: frozenset[int] = frozenset()
         self.publish: Callable[[str, bytes], object] | None = None
         self.bundle = ""  # the release bundle this machine runs ("": its local configuration)
         self.bundle_refused = ""  # "<id>: why", when it refused the one it was told to run
@@ -130,13 +134,15 @@ class Recovery:
     def failed(self, e: BaseException, work: Any = None) -> None:
         """An unexpected error serving `work` (a request or query). Rolls, unless the
         network recovers in place: then it returns and the caller fails just this one."""
-        if not self.in_place:
+        context, serial = self._summary(work)
+        contained = serial in self.contained
+        if not self.in_place and not contained:
             self.roll(e, work)
-        context, serial = self.summary(work) if work is not None else ("", 0)
         self.in_place_faults.inc()
         self.faults[serial] += 1
         disabled = False
-        if serial and serial not in self.disabled and self.faults[serial] >= self.rt.net.recovery.disable_after:
+        limit = self.rt.net.recovery.disable_after
+        if serial and not contained and serial not in self.disabled and self.faults[serial] >= limit:
             self.disabled[serial] = f"disabled in place after {self.faults[serial]} faults"
             disabled = True
             self.rt.record("serial_disabled", serial=serial, faults=self.faults[serial], error=repr(e)[:200])
@@ -148,14 +154,17 @@ class Recovery:
             note = RollNotice(m.id, self.rt.component, "in_place", time.time(), serial=serial, disabled=disabled)
             self.publish(ROLL_TOPIC, msgspec.msgpack.encode(note))
 
+    def _summary(self, work: Any) -> tuple[str, int]:
+        if work is None:
+            return "", 0
+        try:
+            return self.summary(work)
+        except Exception:  # a summary must never stop a roll
+            return "unsummarisable", 0
+
     def roll(self, e: BaseException, work: Any = None) -> None:
         """Write the crash record and end the process now (the supervisor restarts it)."""
-        context, serial = ("", 0)
-        if work is not None:
-            try:
-                context, serial = self.summary(work)
-            except Exception:  # a summary must never stop the roll
-                context = "unsummarisable"
+        context, serial = self._summary(work)
         try:
             rec = crash.record(self.rt.state_dir, self.rt.machine.id, self.rt.component, e, context, serial)
             self.rt.log.error("rolling", error=rec.error, serial=serial, context=context, trace=rec.trace)

@@ -146,7 +146,7 @@ class Agent:
             return
         try:
             hb = _hb_dec.decode(msg.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             self.refused.labels("bad_beacon").inc()
             return
         if hb.sender != peer.id:

@@ -22,6 +22,8 @@ from .conftest import _nets, curl, dig, wait_for, wait_for_full_referrals
 
 DEATH_HOST = "www.death.example"
 DEATH_SERIAL = 456
+FRAGILE_HOST = "www.fragile.example"
+FRAGILE_SERIAL = 321
 ODD_HOST = "www.odd.example"
 ODD_SERIAL = 789
 RECOVERY = {
@@ -53,6 +55,15 @@ def tweak(network: dict[str, Any], customers: dict[str, Any]) -> None:
             "hostnames": [DEATH_HOST],
             "origin": demo["origin"],
             "faults": [{"on": "edge", "kind": "crash", "path": "/death*"}],
+        }
+    )
+    customers["customers"].append(
+        {
+            "name": "fragile",
+            "serial": FRAGILE_SERIAL,
+            "hostnames": [FRAGILE_HOST],
+            "origin": demo["origin"],
+            "faults": [{"on": "edge", "kind": "crash", "path": "/boom*"}],
         }
     )
     customers["customers"].append(
@@ -163,6 +174,14 @@ def test_a_request_of_death_rolls_its_servers_and_its_serial_is_quarantined(dn: 
     barred = next(m.id for m in dn.net.by_role("edge") if m.region == "r1" and m.id not in q["servers"])
     wait_for(lambda: fetch(dn, address_of(dn, barred), DEATH_HOST, "/death") == 503, 20, f"{barred} to refuse it")
     assert dn.procs[barred].poll() is None
+    # on its own servers a request of death now fails alone: they keep serving everyone else
+    own = address_of(dn, next(m for m in q["servers"] if m.startswith("r1-")))
+    server = machine_at(dn, own)
+    wait_for(lambda: fetch(dn, own, "www.demo.example") == 200, 30, f"{server} to serve")
+    proc = dn.procs[server]
+    assert fetch(dn, own, DEATH_HOST, "/death") == 500
+    assert fetch(dn, own, DEATH_HOST, "/") == 200  # the serial's other requests are served there
+    assert dn.procs[server] is proc and proc.poll() is None
     # the hit machines rolled and came back: live again
     for edge in r1:
         wait_for(lambda edge=edge: state_of(dn, edge) == "live", 30, f"{edge} to be live again")
@@ -176,11 +195,11 @@ def quarantine_server(dn: Devnet, region: str) -> str:
 
 
 def test_a_machine_that_keeps_rolling_long_sleeps_out_of_the_maps_and_returns(dn: Devnet) -> None:
-    edge = quarantine_server(dn, "r1")  # it still takes the serial whose requests crash it
+    edge = "r1-e3"
     address = address_of(dn, edge)
     for _ in range(RECOVERY["roll_limit"]):
         wait_for(lambda: fetch(dn, address, "www.demo.example") == 200, 30, f"{edge} to serve")
-        assert fetch(dn, address, DEATH_HOST, "/death") == 0
+        dn.crash(edge)  # killed: a roll (the supervisor starts it again)
         if wait_for(lambda: state_of(dn, edge) in ("asleep", "live"), 30, f"{edge} back or asleep") == "asleep":
             break
     wait_for(lambda: state_of(dn, edge) == "asleep", 20, f"{edge} to long-sleep")
@@ -202,12 +221,12 @@ def test_a_third_of_the_network_rolling_switches_every_daemon_to_recovering_in_p
     wait_for(lambda: status(dn)["mode"] == "in_place", 30, "the leader to switch to the in-place mode")
     for m in serving:
         wait_for(lambda m=m: dn.metric(m, "akacdn_in_place_mode") == 1, 20, f"{m} to recover in place")
-    # a request of death now fails alone: the daemon stays up, then disables the serial
-    edge = quarantine_server(dn, "r1")
+    # a fault now fails alone: the daemon stays up, then disables the serial that faults
+    edge = "r1-e2"
     address, proc = address_of(dn, edge), dn.procs[edge]
-    assert fetch(dn, address, DEATH_HOST, "/death") == 500
-    assert fetch(dn, address, DEATH_HOST, "/death") == 500
-    assert fetch(dn, address, DEATH_HOST, "/death") == 503  # disabled after `disable_after` faults
+    assert fetch(dn, address, FRAGILE_HOST, "/boom") == 500
+    assert fetch(dn, address, FRAGILE_HOST, "/boom") == 500
+    assert fetch(dn, address, FRAGILE_HOST, "/") == 503  # disabled after `disable_after` faults
     assert fetch(dn, address, "www.demo.example") == 200  # everything else is served
     assert dn.procs[edge] is proc and proc.poll() is None
     # the rolls have stopped: after the mode window the network rolls again
