@@ -67,7 +67,7 @@ class Devnet:
         self.restarts: list[tuple[float, str, int]] = []  # (when, process, exit code) of supervised restarts
         self._supervisor: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # procs change from the supervisor thread and the caller's
         self.unbound = unbound_binary() if resolver else None
         self.resolver = resolver_address(layout) if self.unbound else None
 
@@ -89,7 +89,8 @@ class Devnet:
 
     def start_machine(self, machine_id: str) -> None:
         m = self.net.machine(machine_id)
-        self._spawn(m.id, [m.role, "--config", str(self.config_path), "--machine", m.id])
+        with self._lock:
+            self._spawn(m.id, [m.role, "--config", str(self.config_path), "--machine", m.id])
 
     def start_origin(self) -> None:
         self._spawn("origin", ["origin", "--listen", f"{self.layout.origin}:{self.layout.http_port}"])
@@ -172,7 +173,8 @@ class Devnet:
 
     def exited(self) -> dict[str, int]:
         """Processes that ended by themselves, with their exit codes."""
-        return {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
+        with self._lock:
+            return {name: p.returncode for name, p in list(self.procs.items()) if p.poll() is not None}
 
     # probes ----------------------------------------------------------------------
     def management(self, machine_id: str, path: str) -> tuple[int, bytes]:

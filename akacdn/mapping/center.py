@@ -90,6 +90,7 @@ class Center:
         self.guard = MapGuard(rt.net.mapping.max_drop, rt.net.mapping.drop_confirm)
         self.held: dict[str, str] = {}  # maps held back by the guard, and why
         self.wake = asyncio.Event()
+        self.urgent = asyncio.Event()  # a rebuild that may not wait for the rate limit
         self.signed: dict[str, bytes] = {}
         self.changed: list[str] = []  # maps built since the last publish
         self.docs = Documents()
@@ -153,6 +154,10 @@ class Center:
             if note is not None:
                 if note.kind == "rolled" and self.book is not None:
                     self.releases.rolled(note.machine)
+                    version = self.rolls.core.version
+                    self.rolls.decide(self.book.term)
+                    if self.rolls.core.version != version:  # a new quarantine: into the maps now
+                        self.urgent.set()
                 self.wake.set()
             return
         hb = _hb.decode(env.body)
@@ -292,7 +297,8 @@ class Center:
                     self.wake.clear()  # a machine coming back during the build or the gap wakes the next
                     self.rebuild()
                     self.publish()
-                    await asyncio.sleep(gap)
+                    await woken(self.urgent, gap)  # a quarantine does not wait out the gap
+                    self.urgent.clear()
                     # the next map interval, or the moment a machine turns dead, if sooner
                     expiry = self.liveness.next_expiry(self.live, t.dead_after)
                     until = t.map_interval - gap

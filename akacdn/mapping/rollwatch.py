@@ -41,6 +41,7 @@ class RollWatch:
                 pass  # the leader's set comes with its status
         self.saved = self.core.version
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)  # the newest notices, for operators
+        self._seen: dict[tuple[str, float], None] = {}  # crash records heard (machine, time), oldest first
         self.heard = rt.counter("akacdn_roll_notices", "Roll notices heard from daemons", ("kind",))
         self.refused = rt.counter("akacdn_roll_notices_refused", "Roll notices refused", ("reason",))
         self.mode_gauge = rt.gauge("akacdn_network_in_place", "1 while the network recovers in place (an alarm)")
@@ -56,6 +57,14 @@ class RollWatch:
         if note.machine != env.sender or note.machine not in self.known():
             self.refused.labels("sender_mismatch").inc()
             return None
+        if note.crash is not None:  # told as it rolled, and again after its restart: once
+            key = (note.machine, note.crash.at)
+            if key in self._seen:
+                self.heard.labels("duplicate").inc()
+                return None
+            self._seen[key] = None
+            if len(self._seen) > 10_000:
+                del self._seen[next(iter(self._seen))]
         now = time.time()
         self.heard.labels(note.kind).inc()
         entry: dict[str, Any] = {"at": round(note.at, 3), "machine": note.machine, "component": note.component,

@@ -168,9 +168,25 @@ class Recovery:
         try:
             rec = crash.record(self.rt.state_dir, self.rt.machine.id, self.rt.component, e, context, serial)
             self.rt.log.error("rolling", error=rec.error, serial=serial, context=context, trace=rec.trace)
+            self._tell(rec)
         except OSError as err:
             self.rt.log.error("rolling", error=repr(e), crash_record_failed=str(err))
         os._exit(ROLL_EXIT)
+
+    def _tell(self, rec: crash.CrashRecord) -> None:
+        """The crash record to the centers now, best effort (one datagram per path, sent
+        before the exit), so a quarantine need not wait for the restart; the restarted
+        daemon reports it again (the centers drop the copy)."""
+        if self.publish is None or threading.current_thread() is not threading.main_thread():
+            return  # no client yet, or the stall watchdog's thread: the restart reports it
+        from ..mapping.messages import ROLL_TOPIC, RollNotice
+
+        m = self.rt.machine
+        note = RollNotice(m.id, self.rt.component, "rolled", rec.at, len(self.policy.log.rolls) + 1, crash=rec)
+        try:
+            self.publish(ROLL_TOPIC, msgspec.msgpack.encode(note))
+        except Exception:  # the roll goes on whatever happens here
+            pass
 
     def set_mode(self, mode: str) -> None:
         """The leader's mode: "in_place", or "" (roll)."""
