@@ -33,6 +33,7 @@ class Liveness:
     def __init__(self, net: Network) -> None:
         self._heard: dict[str, tuple[float, Heartbeat]] = {}
         self._down: dict[str, float] = {}  # reported dead by a region peer's agent, when
+        self._said_dead: dict[str, set[str]] = {}  # each agent's last "dead" list
         self.configure(net)
 
     def configure(self, net: Network) -> None:
@@ -69,12 +70,20 @@ class Liveness:
         """A region agent says peers are dead: they leave the live set now, not after
         `dead_after` (their buddy already answers on their addresses), until a heartbeat
         newer than the report. Only a machine's own agent, about its own region and role,
-        is believed. Returns the machines newly marked down."""
+        is believed, and only for a peer it had not listed dead in its last report.
+        Returns the machines newly marked down."""
         me = self._known.get(report.machine)
         if me is None or reporter != f"{report.machine}/agent" or report.machine in self._down:
             return []
         newly = []
+        # only a death the agent reports anew counts: an agent keeps listing a peer dead
+        # for a while after it restarted (until it proves itself to the agent), and the
+        # restarted daemon's heartbeats must not be withdrawn at each of those reports
+        before = self._said_dead.get(reporter, set())
+        self._said_dead[reporter] = set(report.dead)
         for mid in report.dead:
+            if mid in before:
+                continue
             peer = self._known.get(mid)
             if peer is None or peer.region != me.region or peer.role != me.role or mid == me.id:
                 continue

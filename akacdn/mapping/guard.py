@@ -21,6 +21,7 @@ failure of that size is published after the confirmation).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from .maps import LowMap
@@ -86,9 +87,16 @@ def capacity(low: LowMap) -> int:
 
 
 class MapGuard:
+    """Holds a low-level map that leaves no edge, or that drops more than `max_drop` of the
+    capacity published within the last `confirm` seconds, until the drop has lasted
+    `confirm`. The reference is the most capacity of that window, not the last map's: edges
+    dying a few hundred ms apart (their last heartbeats were) would otherwise pass as
+    several small drops."""
+
     def __init__(self, max_drop: float = 0.5, confirm: float = 10.0) -> None:
         self.max_drop, self.confirm = max_drop, confirm
         self._since: float | None = None  # a big drop first seen at
+        self._recent: deque[tuple[float, int]] = deque()  # (when, capacity of the map then published)
 
     def check(self, now: float, new: LowMap, last: LowMap | None) -> str | None:
         """None when `new` may be published; else why it is held."""
@@ -97,12 +105,15 @@ class MapGuard:
             return "no edge would be left to serve"
         if last is None:
             return None
-        before, after = capacity(last), capacity(new)
+        self._recent.append((now, capacity(last)))
+        while self._recent and now - self._recent[0][0] > self.confirm:
+            self._recent.popleft()
+        before, after = max(c for _, c in self._recent), capacity(new)
         if before and after < (1.0 - self.max_drop) * before:
             if self._since is None:
                 self._since = now
             if now - self._since < self.confirm:
-                return f"capacity {after} is under {1 - self.max_drop:.0%} of the last map's {before}"
+                return f"capacity {after} is under {1 - self.max_drop:.0%} of the {before} published lately"
             return None  # the drop lasted: it is real
         self._since = None
         return None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import msgspec
@@ -48,6 +48,20 @@ def _authorized(center: Center, req: web.Request) -> bool:
     token = center.rt.net.operator_token
     given = req.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+T = TypeVar("T")
+
+
+async def _order(center: Center, req: web.Request, kind: type[T]) -> tuple[bytes, T] | web.Response:
+    """An operator's order: (body, decoded), or the refusal to answer (403, 400)."""
+    if not _authorized(center, req):
+        return web.json_response({"error": "a valid operator token is required (keys.operator_token)"}, status=403)
+    body = await req.read()
+    try:
+        return body, msgspec.json.decode(body, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
+        return web.json_response({"error": str(e)}, status=400)
 
 
 async def _forward(center: Center, req: web.Request, body: bytes | None) -> web.Response:
@@ -137,13 +151,10 @@ def operator_routes(center: Center, app: web.Application) -> None:
         return web.json_response(status_doc(center))
 
     async def order(req: web.Request, suspend: bool) -> web.Response:
-        if not _authorized(center, req):
-            return web.json_response({"error": "a valid operator token is required (keys.operator_token)"}, status=403)
-        body = await req.read()
-        try:
-            o = msgspec.json.decode(body, type=Order)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
-            return web.json_response({"error": str(e)}, status=400)
+        got = await _order(center, req, Order)
+        if isinstance(got, web.Response):
+            return got
+        body, o = got
         net = center.rt.net
         known = {m.id for m in net.machines} if o.kind == "machine" else {r.id for r in net.regions}
         if o.id not in known:
@@ -163,13 +174,10 @@ def operator_routes(center: Center, app: web.Application) -> None:
                                   "version": list(center.suspensions.version), "suspensions": listed})  # fmt: skip
 
     async def quarantine(req: web.Request) -> web.Response:
-        if not _authorized(center, req):
-            return web.json_response({"error": "a valid operator token is required (keys.operator_token)"}, status=403)
-        body = await req.read()
-        try:
-            o = msgspec.json.decode(body, type=QuarantineOrder)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
-            return web.json_response({"error": str(e)}, status=400)
+        got = await _order(center, req, QuarantineOrder)
+        if isinstance(got, web.Response):
+            return got
+        body, o = got
         if not 0 <= o.seconds <= 30 * 86400:
             return web.json_response({"error": "seconds: between 0 and 30 days"}, status=400)
         core = center.leadership.core

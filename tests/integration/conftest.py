@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from akacdn.devnet.network import default_layout
+from akacdn.devnet.network import Tweak, default_layout
 from akacdn.devnet.supervisor import Devnet
 
 # a second octet per devnet, so tests never meet a `make run` devnet (127.0.x.y) or each other
@@ -178,6 +178,20 @@ def running_devnet(directory: Path) -> Iterator[Devnet]:
     try:
         dn.start(timeout=30)
         wait_for_full_referrals(dn)
+        yield dn
+    finally:
+        dn.stop()
+
+
+@contextmanager
+def supervised_devnet(directory: Path, tweak: Tweak) -> Iterator[Devnet]:
+    """A devnet with its config changed by `tweak` (no resolver) whose processes are
+    restarted when they end, as systemd would; always stopped."""
+    dn = Devnet(directory, default_layout(next(_nets)), resolver=False, tweak=tweak)
+    try:
+        dn.start(timeout=30)
+        wait_for_full_referrals(dn)
+        dn.supervise()
         yield dn
     finally:
         dn.stop()

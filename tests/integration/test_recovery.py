@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from akacdn.devnet.network import BASE_DOMAIN, default_layout
+from akacdn.devnet.network import BASE_DOMAIN
 from akacdn.devnet.supervisor import Devnet
 
-from .conftest import _nets, curl, dig, wait_for, wait_for_full_referrals
+from .conftest import curl, dig, supervised_devnet, wait_for
 
 DEATH_HOST = "www.death.example"
 DEATH_SERIAL = 456
@@ -79,14 +79,8 @@ def tweak(network: dict[str, Any], customers: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    d = Devnet(tmp_path_factory.mktemp("recovery") / "devnet", default_layout(next(_nets)), tweak=tweak)
-    try:
-        d.start(timeout=30)
-        wait_for_full_referrals(d)
-        d.supervise()
+    with supervised_devnet(tmp_path_factory.mktemp("recovery") / "devnet", tweak) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def status(dn: Devnet) -> dict[str, Any]:

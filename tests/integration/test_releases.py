@@ -19,11 +19,10 @@ import pytest
 import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from akacdn.devnet.network import default_layout
 from akacdn.devnet.supervisor import Devnet
 from akacdn.recovery.bundle import make
 
-from .conftest import _nets, curl, wait_for, wait_for_full_referrals
+from .conftest import curl, supervised_devnet, wait_for
 
 SCALE = 0.005  # Table 1 x 0.005: a customer release's phases last 4.5 s and 6 s
 
@@ -34,14 +33,8 @@ def tweak(network: dict[str, Any], customers: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    d = Devnet(tmp_path_factory.mktemp("releases") / "devnet", default_layout(next(_nets)), tweak=tweak)
-    try:
-        d.start(timeout=30)
-        wait_for_full_referrals(d)
-        d.supervise()
+    with supervised_devnet(tmp_path_factory.mktemp("releases") / "devnet", tweak) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def akacdn(dn: Devnet, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -87,3 +87,14 @@ def test_guard_holds_a_big_capacity_drop_until_it_lasts() -> None:
     assert g2.check(5.0, last, last) is None
     assert g2.check(6.0, small, last) is not None and g2.check(15.0, small, last) is not None
     assert g.check(0.0, _low(("r1", 3, 100), ("r2", 2, 100)), last) is None  # a small drop passes
+
+
+def test_guard_holds_a_big_drop_that_comes_in_small_steps() -> None:
+    # six edges of nine die within a few hundred ms: one map per expiry, each step small
+    g = MapGuard(max_drop=0.5, confirm=10.0)
+    full = _low(("r1", 3, 100), ("r2", 3, 100), ("r3", 3, 100))  # 900
+    eight = _low(("r1", 2, 100), ("r2", 3, 100), ("r3", 3, 100))  # 800: passes (11 %)
+    four = _low(("r2", 1, 100), ("r3", 3, 100))  # 400 of the 900 published just before: held
+    assert g.check(0.0, eight, full) is None
+    assert "capacity 400" in (g.check(0.2, four, eight) or "")
+    assert g.check(10.2, four, eight) is None  # it lasted: real

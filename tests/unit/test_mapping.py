@@ -62,6 +62,21 @@ def test_a_region_agents_dead_report_takes_a_peer_out_until_it_beats_again(net: 
     assert set(lv.live(11.0, dead_after=3.0)) == {"r1-e1", "r1-e2", "r2-e1"}
 
 
+def test_an_agent_still_listing_a_restarted_peer_dead_does_not_take_it_out_again(net: Network) -> None:
+    # the agent lists a dead peer in every report until the peer has proved itself to it;
+    # the restarted daemon beats meanwhile: only the first report of the death counts
+    lv = Liveness(net)
+    lv.heard("r1-e1", hb(net, "r1-e1"), now=10.0)
+    report = RegionReport("r1-e2", "r1", alive=["r1-e2"], dead=["r1-e1"], holds=[])
+    assert lv.reported("r1-e2/agent", report, now=10.5) == ["r1-e1"]
+    lv.heard("r1-e1", hb(net, "r1-e1"), now=11.0)  # restarted
+    assert lv.reported("r1-e2/agent", report, now=11.5) == []  # the same death, listed again
+    assert "r1-e1" in lv.live(11.5, dead_after=3.0)
+    cleared = RegionReport("r1-e2", "r1", alive=["r1-e1", "r1-e2"], dead=[], holds=[])
+    assert lv.reported("r1-e2/agent", cleared, now=12.0) == []
+    assert lv.reported("r1-e2/agent", report, now=13.0) == ["r1-e1"]  # a new death counts
+
+
 def test_region_reports_are_believed_only_from_the_machines_own_agent(net: Network) -> None:
     lv = Liveness(net)
     lv.heard("r1-e1", hb(net, "r1-e1"), now=10.0)
