@@ -24,6 +24,7 @@ import msgspec
 
 from ..messaging.transport import Documents, Fetcher
 from ..recovery.bundle import BundleError, bundle_id, open_bundle, validate
+from ..recovery.follow import BundleFollower
 from ..runtime import Runtime, atomic_write, read_file
 from .messages import Heartbeat, Report
 from .rollout import Order, Release, Rollout, Settings, Target, plan
@@ -59,6 +60,10 @@ class Releases:
                 self.rt.record("release_state_unreadable", path=str(self.dir / "current.json"))
         self._fetch = asyncio.Event()
         self._from = ""  # the leader whose bundles we lack
+        # the centers run the world's configuration too (customers: serials for quarantines,
+        # status), like every machine: the bundle released to the world, kept as last known good
+        self.follower = BundleFollower(rt)
+        self.follower.load_last_known_good()
         self.submitted = rt.counter("akacdn_releases", "Releases submitted, by outcome", ("outcome",))
         self.phase_gauge = rt.gauge("akacdn_release_phase", "Phase of the release in progress (1-3; 0: none)")
 
@@ -123,6 +128,7 @@ class Releases:
             return
         if r.release.state == "running":
             self._events(r.tick(time.time(), frozen))
+        self.follow_world()
         self.phase_gauge.set(r.release.phase + 1 if r.release.state == "running" else 0)
 
     def _events(self, events: list[Any]) -> None:
@@ -158,6 +164,7 @@ class Releases:
             return
         self.rollout = Rollout(rel, settings_of(self.rt))
         atomic_write(self.dir / "current.json", msgspec.json.encode(rel))
+        self.follow_world()
         if self.missing():
             self._from = leader
             self._fetch.set()
@@ -182,11 +189,28 @@ class Releases:
                     await asyncio.sleep(1.0)
                 else:
                     self._fetch.clear()
+                    self.follow_world()
         finally:
             await fetcher.close()
 
     def next_deadline(self) -> float | None:
         return self.rollout.next_deadline() if self.rollout is not None else None
+
+    def follow_world(self) -> None:
+        """Run what the world runs: the released bundle once done, else the one before."""
+        if self.rollout is None:
+            return
+        rel = self.rollout.release
+        world = rel.bundle if rel.state == "done" else rel.previous
+        if world == self.follower.running or world in self.follower.refused:
+            return
+        if not world:
+            self.follower.revert()
+            return
+        doc = self.docs.get(f"bundle-{world}")
+        if doc is not None:
+            self.follower.want = world
+            self.follower.take(doc[1], persist=True)
 
     def order(self) -> bytes:
         """The order every machine follows (empty: no release yet)."""

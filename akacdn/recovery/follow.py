@@ -71,7 +71,7 @@ class BundleFollower:
         """At start: run the bundle kept from the last run (checked again)."""
         data = read_file(self.path)
         if data:
-            self._take(data, persist=False)
+            self.take(data, persist=False)
 
     def on_order(self, body: bytes, center: str) -> None:
         try:
@@ -84,7 +84,8 @@ class BundleFollower:
             self.want, self.center = want, center
             self._kick.set()
 
-    def _take(self, data: bytes, persist: bool) -> bool:
+    def take(self, data: bytes, persist: bool) -> bool:
+        """Check and apply a signed bundle (kept as last known good when `persist`)."""
         try:
             bid, b = open_bundle(self.rt.net.release_signers, data)
             base = load_network(self.rt.net.path)
@@ -106,8 +107,10 @@ class BundleFollower:
         self.rt.record("bundle_applied", bundle=bid, type=b.type, version=b.version)
         return True
 
-    def _revert(self) -> None:
+    def revert(self) -> None:
         """Back to the configuration files (the release was rolled back to them)."""
+        if self.bundle is None:
+            return
         try:
             net = load_network(self.rt.net.path)
         except ConfigError as e:
@@ -134,7 +137,7 @@ class BundleFollower:
                 if want == self.running or want in self.refused:
                     continue
                 if not want:
-                    self._revert()
+                    self.revert()
                     continue
                 data = await self.fetcher.map(self.center, f"bundle-{want}")
                 if data is None:
@@ -145,6 +148,6 @@ class BundleFollower:
                 if bundle_id(data) != want:
                     self.refusals.labels("wrong_bundle").inc()
                     continue
-                self._take(data, persist=True)
+                self.take(data, persist=True)
         finally:
             await self.fetcher.close()

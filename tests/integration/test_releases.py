@@ -183,6 +183,10 @@ def test_a_good_customer_configuration_reaches_the_world(dn: Devnet, tmp_path: P
     for e in dn.net.by_role("edge"):  # the new customer is served everywhere
         code, _, _ = curl(f"http://{e.address}:{dn.layout.http_port}/", "-H", "Host: www.shop.example")
         assert code == 200, e.id
+    # the centers run it too: operators can act on the new serial
+    r = akacdn(dn, "quarantine", "add", "200", "--seconds", "30", "--reason", "check")
+    assert r.returncode == 0 and "serial 200" in r.stdout, r.stderr
+    assert akacdn(dn, "quarantine", "lift", "200").returncode == 0
 
 
 def test_a_release_carries_on_when_its_leader_dies(dn: Devnet, tmp_path: Path) -> None:
