@@ -117,8 +117,7 @@ class Devnet:
         with self._lock:
             done = []
             for name, code in self.exited().items():
-                self.restarts.append((time.monotonic(), name, code))
-                self.procs.pop(name)
+                self.restarts.append((time.monotonic(), name, code))  # the new process replaces it in procs
                 if name == "origin":
                     self.start_origin()
                 elif name == "resolver":

@@ -233,7 +233,7 @@ def test_a_hang_is_rolled_by_the_stall_watchdog_with_what_it_was_serving(dn: Dev
     edge = "r3-e3"
     proc = dn.procs[edge]
     assert fetch(dn, address_of(dn, edge), ODD_HOST, "/hang") == 0  # blocks the daemon: curl gives up
-    wait_for(lambda: dn.procs[edge] is not proc, 30, f"{edge} to be rolled by its stall watchdog")
+    wait_for(lambda: dn.procs.get(edge, proc) is not proc, 30, f"{edge} to be rolled by its stall watchdog")
     notes = wait_for(
         lambda: [r for r in status(dn)["rolls"] if r["machine"] == edge and "stalled" in r.get("error", "")],
         30,
