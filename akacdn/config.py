@@ -533,6 +533,12 @@ def _check_customers(path: Path, cs: Customers) -> None:
 _GLOB = re.compile(r"[!-~]{1,256}")
 
 
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A path glob (`dynamic`, `faults`) as a regex: `*` is any run of characters (also
+    `/`), the rest literal, no case."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE | re.DOTALL)
+
+
 def _check_akamaize(path: Path, at: str, c: Customer) -> None:
     from .edge.arl import ARLError, parse_ttl
 

@@ -52,7 +52,7 @@ from html.entities import html5 as _ENTITIES
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
-from ..config import Customer
+from ..config import Customer, glob_regex
 from . import arl
 
 # element -> attributes that hold one URL of an embedded object
@@ -108,11 +108,6 @@ class Akamaized(NamedTuple):
     @property
     def changed(self) -> list[Rewrite]:
         return [r for r in self.rewrites if r.edge_url is not None]
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A `dynamic` glob as a regex: `*` is any run of characters (also `/`), the rest literal, no case."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE | re.DOTALL)
 
 
 class Akamaizer:

@@ -14,11 +14,14 @@ class NoCenter(Exception):
     """No mapping center answered."""
 
 
-def call(net: Network, method: str, path: str, body: dict[str, Any] | None = None, center: str = "") -> tuple[int, Any]:
-    """(HTTP status, decoded JSON) from the first center that answers (or `center`)."""
+def call(
+    net: Network, method: str, path: str, body: dict[str, Any] | None = None, center: str = "", raw: bytes = b""
+) -> tuple[int, Any]:
+    """(HTTP status, decoded JSON) from the first center that answers (or `center`); the
+    request carries `body` as JSON, or `raw` bytes (a release bundle)."""
     centers = [net.machine(center)] if center else net.by_role("mapper")
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
+    data = raw or (json.dumps(body).encode() if body is not None else None)
+    headers = {"Content-Type": "application/octet-stream" if raw else "application/json"}
     if net.operator_token:
         headers["Authorization"] = f"Bearer {net.operator_token}"
     errors = []

@@ -18,7 +18,9 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def ask(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def ask(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None, raw: bytes = b""
+) -> tuple[int, Any]:
     """(status, JSON) from a center, or raises SystemExit with a clear line."""
     try:
         net = load_network(args.config)
@@ -27,7 +29,7 @@ def ask(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] |
     if method == "POST" and not net.operator_token:
         raise SystemExit(_fail(f"{args.config}: keys.operator_token is not set: the centers refuse operator orders"))
     try:
-        return call(net, method, path, body, center=args.center)
+        return call(net, method, path, body, center=args.center, raw=raw)
     except NoCenter as e:
         raise SystemExit(_fail(f"no mapping center answered: {e}")) from None
     except KeyError:
@@ -143,31 +145,9 @@ def _submit(args: argparse.Namespace) -> int:
     if args.type != "software" and not content:
         return _fail(f"release submit: a {args.type} release needs --file")
     data = make(key, args.signer, args.type, content, args.version)
-    try:
-        net = load_network(args.config)
-    except ConfigError as e:
-        return _fail(f"config refused: {e}")
-    import urllib.error
-    import urllib.request
-
-    headers = {"Authorization": f"Bearer {net.operator_token}", "Content-Type": "application/octet-stream"}
-    errors = []
-    for m in [net.machine(args.center)] if args.center else net.by_role("mapper"):
-        url = f"http://{m.address}:{net.ports.management}/v1/operator/release"
-        req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=15) as r:  # noqa: S310 (an address from the config)
-                doc = json.loads(r.read())
-                break
-        except urllib.error.HTTPError as e:
-            try:
-                return _fail(f"release refused: {json.loads(e.read()).get('error', e.code)}")
-            except ValueError:
-                return _fail(f"release refused: HTTP {e.code}")
-        except OSError as e:
-            errors.append(f"{m.id}: {e}")
-    else:
-        return _fail(f"no mapping center answered: {'; '.join(errors)}")
+    code, doc = ask(args, "POST", "/v1/operator/release", raw=data)
+    if code != 200:
+        return _fail(f"release refused: {(doc or {}).get('error', code) if isinstance(doc, dict) else code}")
     print(f"release {doc['id']} ({doc['type']} {doc['version'] or ''}) accepted by {doc['by']} (term {doc['term']})")
     if not args.wait:
         print(render_release(doc))

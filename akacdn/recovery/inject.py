@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 
-from ..config import Network
+from ..config import Network, glob_regex
 
 WRONG_ADDRESS = "192.0.2.66"  # TEST-NET-1: what a "wrong" DNS fault answers
 WRONG_BODY = b"akacdn fault injection: a wrong answer\n"
@@ -22,10 +22,6 @@ WRONG_BODY = b"akacdn fault injection: a wrong answer\n"
 
 class InjectedFault(RuntimeError):
     """The fault a customer's `faults` asked for (labs and tests)."""
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(p) for p in pattern.split("*")), re.IGNORECASE | re.DOTALL)
 
 
 class Injector:
@@ -36,7 +32,7 @@ class Injector:
         for c in net.customers:
             for f in c.faults:
                 if f.on == "edge":
-                    self.edge.setdefault(c.serial, []).append((f.kind, _glob(f.path)))
+                    self.edge.setdefault(c.serial, []).append((f.kind, glob_regex(f.path)))
                 else:
                     self.dns[c.serial] = f.kind
 
