@@ -47,6 +47,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class Ports(_Strict):
     dns: Port = 53
     http: Port = 80
+    https: Port = 443  # the edges' TLS listener (when a certificate is configured)
     messaging: Port = 7400
     management: Port = 9400
     agent: Port = 7500  # region agents' heartbeats (UDP, on each machine's host_address)
@@ -85,6 +86,11 @@ class EdgeSettings(_Strict):
     # processes sharing the HTTP port (SO_REUSEPORT), like nginx's worker_processes; they
     # share the disk tier, each has its own memory tier, and misses are coalesced across them
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    # the network's TLS certificate (PEM chain, PEM key; paths relative to the config file):
+    # served for aNNN.<subzone>.<base> names and when no customer's certificate matches SNI.
+    # With neither this nor a customer's certificate, the edge has no HTTPS listener.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 class AgentSettings(_Strict):
@@ -298,6 +304,25 @@ class Fault(_Strict):
     path: str = "*"
 
 
+# RFC 9110 5.1/5.5: a field name is a token; a value has no CR, LF or NUL (no header injection)
+FieldName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")]
+FieldValue = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]{0,4096}$")]
+# what header rules may not touch: framing and connection management are the edge's
+RULE_FORBIDDEN = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade",
+     "proxy-connection", "content-range"}  # fmt: skip
+)
+
+
+class HeaderRule(_Strict):
+    """One change to the fields of requests to the origin or responses to clients, in
+    order: `add` appends a line, `set` replaces every line of the field, `remove` drops it."""
+
+    action: Literal["add", "set", "remove"]
+    name: FieldName
+    value: FieldValue = ""
+
+
 class Customer(_Strict):
     name: Ident
     serial: Annotated[int, msgspec.Meta(ge=1, le=999999)]
@@ -312,6 +337,16 @@ class Customer(_Strict):
     # keep one-hit wonders out of the store: an object is stored the second time it is asked for
     cache_on_second_request: bool = False
     faults: list[Fault] = []  # fault injection: refused unless the network's [faults] enabled
+    request_headers: list[HeaderRule] = []  # applied to requests to the origin, last
+    response_headers: list[HeaderRule] = []  # applied to every answer for this customer, last
+    # compress compressible types the origin sends uncompressed (gzip or br, as the client accepts)
+    compress: bool = False
+    # HTTPS: the certificate served when SNI names one of `hostnames` (PEM; relative to the config)
+    tls_cert: str = ""
+    tls_key: str = ""
+    # an https origin's certificate is verified (against the system CAs, or this PEM bundle)
+    origin_verify: bool = True
+    origin_ca_file: str = ""
 
 
 class Customers(_Strict):
@@ -528,6 +563,14 @@ def _check_customers(path: Path, cs: Customers) -> None:
                 raise ConfigError(path, f"{at}.hostnames[{j}]", f"{h} belongs to another customer")
             hosts.add(h)
         _check_akamaize(path, at, c)
+        for side in ("request_headers", "response_headers"):
+            for j, rule in enumerate(getattr(c, side)):
+                if rule.name.lower() in RULE_FORBIDDEN:
+                    raise ConfigError(path, f"{at}.{side}[{j}].name", f"{rule.name} is the edge's to set (framing)")
+                if rule.action == "remove" and rule.value:
+                    raise ConfigError(path, f"{at}.{side}[{j}].value", "a remove rule takes no value")
+        if bool(c.tls_cert) != bool(c.tls_key):
+            raise ConfigError(path, f"{at}.tls_cert", "tls_cert and tls_key go together")
 
 
 _GLOB = re.compile(r"[!-~]{1,256}")
@@ -600,6 +643,39 @@ def check_customers_fit(
                 raise ConfigError(path, f"$.customers[{i}].faults[{j}].path", f"{fault.path!r} is not a path glob")
 
 
+def check_certificate(path: str | Path, key: str, cert_file: Path, key_file: Path) -> None:
+    """A TLS certificate chain and its private key (PEM) load and belong together; else
+    ConfigError naming the file. Checked at every load, so a bad file is refused (and the
+    running config, with its certificates, kept) rather than found at the first handshake."""
+    import ssl  # only the config check and the edge's listener need it
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert_file, key_file)
+    except FileNotFoundError as e:
+        raise ConfigError(path, key, f"cannot read {e.filename}: no such file") from None
+    except OSError as e:
+        raise ConfigError(path, key, f"cannot read {cert_file} / {key_file}: {e.strerror or e}") from None
+    except ssl.SSLError as e:
+        why = e.reason or str(e)
+        text = f"{cert_file} / {key_file}: not a PEM certificate chain and its key ({why})"
+        raise ConfigError(path, key, text) from None
+
+
+def check_tls(path: str | Path, config_dir: Path, customers: tuple[Customer, ...], edge: EdgeSettings) -> None:
+    """Every configured certificate (the network's, each customer's) loads with its key."""
+    if bool(edge.tls_cert) != bool(edge.tls_key):
+        raise ConfigError(path, "$.edge.tls_cert", "tls_cert and tls_key go together")
+    if edge.tls_cert:
+        check_certificate(path, "$.edge.tls_cert", config_dir / edge.tls_cert, config_dir / edge.tls_key)
+    for i, c in enumerate(customers):
+        if c.tls_cert:
+            check_certificate(path, f"$.customers[{i}].tls_cert", config_dir / c.tls_cert, config_dir / c.tls_key)
+        ca = config_dir / c.origin_ca_file
+        if c.origin_ca_file and not ca.is_file():
+            raise ConfigError(path, f"$.customers[{i}].origin_ca_file", f"{ca}: no such file")
+
+
 def load_network(path: str | Path) -> Network:
     """Load and validate a network file and the customers file it names."""
     path = Path(path).resolve()
@@ -609,6 +685,7 @@ def load_network(path: str | Path) -> Network:
     _check_network(path, f)
     customers = load_customers(path.parent / f.customers)
     check_customers_fit(path.parent / f.customers, customers, base, f.map_subzones, f.faults.enabled)
+    check_tls(path.parent / f.customers, path.parent, customers, f.edge)
     state_dir = Path(f.state_dir)
     if not state_dir.is_absolute():
         state_dir = path.parent / state_dir

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -27,6 +28,7 @@ from ..config import (
     Network,
     TTLs,
     check_customers_fit,
+    check_tls,
     decode_toml,
     load_customers,
 )
@@ -102,6 +104,7 @@ def validate(net: Network, b: Bundle) -> Network:
             customers = load_customers("bundle:customers.toml", b.content)
             check_customers_fit("bundle:customers.toml", customers, net.base_domain, net.map_subzones,
                                 net.faults.enabled)  # fmt: skip
+            check_tls("bundle:customers.toml", Path(net.path).parent, customers, net.edge)
             return msgspec.structs.replace(net, customers=customers)
         if b.type == "system":
             sysconf = decode_toml("bundle:system.toml", b.content, SystemConfig)  # type: ignore[arg-type]
@@ -116,6 +119,7 @@ def validate(net: Network, b: Bundle) -> Network:
             if sysconf.edge is not None:
                 if sysconf.edge.workers != net.edge.workers:
                     raise BundleError("edge.workers changes only with a restart: not a release")
+                check_tls("bundle:system.toml", Path(net.path).parent, net.customers, sysconf.edge)
                 new = msgspec.structs.replace(new, edge=sysconf.edge)
             return new
         return net  # software: a version to report; the binaries are the operator's to install
