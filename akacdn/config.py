@@ -21,6 +21,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from . import serials
+from .durations import TTLError, parse_ttl
+
 Role = Literal["tlns", "llns", "edge", "mapper", "relay"]
 ROLES: tuple[str, ...] = ("tlns", "llns", "edge", "mapper", "relay")
 
@@ -309,9 +312,21 @@ FieldName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1
 FieldValue = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]{0,4096}$")]
 # what header rules may not touch: framing and connection management are the edge's
 RULE_FORBIDDEN = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade",
-     "proxy-connection", "content-range"}  # fmt: skip
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "content-range",
+    }  # fmt: skip
 )
+
+# what response rules may not touch either: the fields the edge adds to every answer
+EDGE_RESPONSE_FIELDS = frozenset({"age", "via", "x-served-by", "x-cache", "cache-status", "date"})
 
 
 class HeaderRule(_Strict):
@@ -565,8 +580,9 @@ def _check_customers(path: Path, cs: Customers) -> None:
         _check_akamaize(path, at, c)
         for side in ("request_headers", "response_headers"):
             for j, rule in enumerate(getattr(c, side)):
-                if rule.name.lower() in RULE_FORBIDDEN:
-                    raise ConfigError(path, f"{at}.{side}[{j}].name", f"{rule.name} is the edge's to set (framing)")
+                own = RULE_FORBIDDEN | (EDGE_RESPONSE_FIELDS if side == "response_headers" else frozenset())
+                if rule.name.lower() in own:
+                    raise ConfigError(path, f"{at}.{side}[{j}].name", f"{rule.name} is the edge's to set")
                 if rule.action == "remove" and rule.value:
                     raise ConfigError(path, f"{at}.{side}[{j}].value", "a remove rule takes no value")
         if bool(c.tls_cert) != bool(c.tls_key):
@@ -583,11 +599,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _check_akamaize(path: Path, at: str, c: Customer) -> None:
-    from .edge.arl import ARLError, parse_ttl
-
     try:
         parse_ttl(c.arl_ttl)
-    except ARLError as e:
+    except TTLError as e:
         raise ConfigError(path, f"{at}.arl_ttl", str(e)) from None
     for j, pattern in enumerate(c.dynamic):
         if not _GLOB.fullmatch(pattern) or pattern[0] not in "/*":
@@ -598,7 +612,7 @@ def _check_akamaize(path: Path, at: str, c: Customer) -> None:
             )
     if c.edge_hostname:
         name = _check_domain(path, f"{at}.edge_hostname", c.edge_hostname)
-        if name not in {h.lower().rstrip(".") for h in c.hostnames} and not name.startswith(f"a{c.serial}."):
+        if name not in {h.lower().rstrip(".") for h in c.hostnames} and not serials.is_serial_host(name, c.serial):
             raise ConfigError(
                 path,
                 f"{at}.edge_hostname",
@@ -629,7 +643,7 @@ def check_customers_fit(
     """What a customers file must agree on with its network: edge hostnames under the base
     domain, and fault injection only where the network enables it."""
     for i, c in enumerate(customers):
-        own = {f"a{c.serial}.{sub}.{base}" for sub in subzones}
+        own = {serials.hostname(c.serial, sub, base) for sub in subzones}
         if c.edge_hostname and c.edge_hostname not in c.hostnames and c.edge_hostname not in own:
             raise ConfigError(
                 path,
@@ -650,10 +664,11 @@ def check_certificate(path: str | Path, key: str, cert_file: Path, key_file: Pat
     import ssl  # only the config check and the edge's listener need it
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for f in (cert_file, key_file):
+        if not f.is_file():
+            raise ConfigError(path, key, f"cannot read {f}: no such file")
     try:
         ctx.load_cert_chain(cert_file, key_file)
-    except FileNotFoundError as e:
-        raise ConfigError(path, key, f"cannot read {e.filename}: no such file") from None
     except OSError as e:
         raise ConfigError(path, key, f"cannot read {cert_file} / {key_file}: {e.strerror or e}") from None
     except ssl.SSLError as e:

@@ -19,6 +19,8 @@ import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from . import certs
+
 BASE_DOMAIN = "akacdn.test"
 REGIONS = ("r1", "r2", "r3")
 EDGES_PER_REGION = 3
@@ -32,6 +34,11 @@ class Layout(msgspec.Struct, frozen=True):
     net: int
     dns_port: int
     http_port: int
+
+    @property
+    def https_port(self) -> int:
+        """443 beside port 80, else 8443 beside 8080 (the HTTP port + 363)."""
+        return 443 if self.http_port == 80 else self.http_port + 363
 
     def addr(self, group: int, host: int) -> str:
         return f"127.{self.net}.{group}.{host}"
@@ -135,6 +142,10 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
         operator_file.write_text(secrets.token_hex(16) + "\n")
         operator_file.chmod(0o600)
     operator_token = operator_file.read_text().strip()
+    # HTTPS: a local CA (tls/ca.pem, for curl --cacert), the network's certificate for the
+    # aNNN names, the demo customer's for its hostname (kept across restarts)
+    net_cert, net_key = certs.leaf(directory / "tls", "network", [f"*.g.{BASE_DOMAIN}", f"*.{BASE_DOMAIN}"])
+    demo_cert, demo_key = certs.leaf(directory / "tls", "demo", [DEMO_HOST])
     network = {
         "base_domain": BASE_DOMAIN,
         "customers": "customers.toml",
@@ -148,7 +159,14 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
         # releases in minutes, not hours (Table 1 x 0.01: a customer release's phases last 9 s and 12 s);
         # nobody's traffic to judge by on a fresh devnet: rolls and application only
         "release": {"time_scale": 0.01, "min_requests": 0},
-        "ports": {"dns": lay.dns_port, "http": lay.http_port, "messaging": 7400, "management": 9400},
+        "ports": {
+            "dns": lay.dns_port,
+            "http": lay.http_port,
+            "https": lay.https_port,
+            "messaging": 7400,
+            "management": 9400,
+        },
+        "edge": {"tls_cert": str(net_cert.relative_to(directory)), "tls_key": str(net_key.relative_to(directory))},
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},
         "dns": {"workers": 1, "rrl_rate": 50, "rrl_slip": 2},
@@ -165,6 +183,8 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
                 "hostnames": [DEMO_HOST],
                 "origin": f"http://{lay.origin}:{lay.http_port}",
                 "default_ttl": 300,
+                "tls_cert": str(demo_cert.relative_to(directory)),
+                "tls_key": str(demo_key.relative_to(directory)),
             }
         ]
     }

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import serials
 from ..config import Network
 from .network import DEMO_HOST, DEMO_SERIAL, Layout
 
@@ -60,7 +61,7 @@ def write_unbound_conf(
         f"$ORIGIN {customer_zone}.\n$TTL 300\n"
         f"@ IN SOA ns.{customer_zone}. hostmaster.{customer_zone}. 1 3600 600 604800 300\n"
         f"@ IN NS ns.{customer_zone}.\nns IN A {listen}\n"
-        f"{DEMO_HOST.split('.')[0]} IN CNAME a{DEMO_SERIAL}.g.{base_domain}.\n"
+        f"{DEMO_HOST.split('.')[0]} IN CNAME {serials.hostname(DEMO_SERIAL, 'g', base_domain)}.\n"
     )
     stubs = "\n".join(f"  stub-addr: {a}@{port}" for a in tlns)
     ecs = (

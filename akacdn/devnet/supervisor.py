@@ -20,8 +20,9 @@ from pathlib import Path
 
 from dnslib import DNSRecord
 
+from .. import serials
 from ..config import Network, load_network
-from .network import Layout, Tweak, write_config
+from .network import DEMO_SERIAL, Layout, Tweak, write_config
 from .resolver import resolver_address, unbound_binary, unbound_conf
 
 PR_SET_PDEATHSIG = 1
@@ -261,15 +262,22 @@ def hints(dn: Devnet) -> str:
     lay, net = dn.layout, dn.net
     dport = "" if lay.dns_port == 53 else f" -p {lay.dns_port}"
     hport = "" if lay.http_port == 80 else f":{lay.http_port}"
+    sport = "" if lay.https_port == 443 else f":{lay.https_port}"
     edge = lay.edge(1, 1)
     t1, llns = lay.tlns[0], lay.llns(1)
+    demo = serials.hostname(DEMO_SERIAL, "g", net.base_domain)
     mgmt = net.ports.management
     tries = [
-        (f"dig @{t1}{dport} a123.g.{net.base_domain} +norec", "TLNS: referral to 8 LLNSes in 3 regions"),
-        (f"dig @{llns}{dport} a123.g.{net.base_domain} +norec", "LLNS: 2 edges of its region, TTL 20"),
+        (f"dig @{t1}{dport} {demo} +norec", "TLNS: referral to 8 LLNSes in 3 regions"),
+        (f"dig @{llns}{dport} {demo} +norec", "LLNS: 2 edges of its region, TTL 20"),
         (f"dig @{t1}{dport} whoami.{net.base_domain} +short", "the address you asked from"),
         (f"dig @{t1}{dport} hostname.bind CH TXT +short", "which server answered"),
         (f"curl -si -H 'Host: www.demo.example' http://{edge}{hport}/", "run twice: MISS, then HIT"),
+        (
+            f"curl -si --cacert {dn.config_path.parent / 'tls' / 'ca.pem'} --resolve www.demo.example:"
+            f"{lay.https_port}:{edge} https://www.demo.example{sport}/",
+            "HTTPS: the demo customer's certificate, from the devnet's own CA",
+        ),
         (f"curl -s http://{lay.origin}{hport}/_origin/stats", "what reached the origin"),
         (f"curl -s http://{t1}:{mgmt}/metrics | grep akacdn_dns", "Prometheus metrics"),
     ]

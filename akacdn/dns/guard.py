@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dnslib import QTYPE, RCODE, RR, A, DNSQuestion
 
+from .. import serials
 from ..recovery.inject import WRONG_ADDRESS, Injector
 from ..runtime import Runtime
 from .wire import Answer, AnswerFn, Client
@@ -21,10 +22,7 @@ from .zone import servfail
 def serial_of(q: DNSQuestion) -> int:
     """The serial an aNNN.<subzone>.<base> question names (0: none)."""
     labels = q.qname.label
-    first = labels[0] if labels else b""
-    if first[:1] in (b"a", b"A") and first[1:].isdigit() and len(first) <= 7:
-        return int(first[1:])
-    return 0
+    return serials.serial_of_label(labels[0] if labels else b"")
 
 
 def summarize(work: tuple[DNSQuestion, Client]) -> tuple[str, int]:

@@ -23,6 +23,7 @@ import socket
 
 from dnslib import NS, QTYPE, RCODE, RR, DNSQuestion
 
+from .. import serials
 from ..config import Network
 from ..mapping.assign import servers_for_serial
 from ..mapping.maps import LowMap, Server
@@ -132,10 +133,9 @@ class LowLevelZone:
         label = rel[0] if len(rel) == 1 else b""
         if label == b"whoami":
             return whoami(q, client, soa)
-        if label[:1] == b"a" and label[1:].isdigit() and label[1:2] != b"0" and len(label) <= 7:
-            serial = int(label[1:])
-            if serial in self.serials:
-                return self._serial(serial, q, client, soa)
+        serial = serials.serial_of_label(label)
+        if serial and serial in self.serials:
+            return self._serial(serial, q, client, soa)
         return nxdomain(soa)
 
     def _serial(self, serial: int, q: DNSQuestion, client: Client, soa: Soa) -> Answer:

@@ -38,14 +38,15 @@ import re
 
 import msgspec
 
+from .. import durations, serials
+from ..durations import format_ttl
+
 DEFAULT_TYPE = 7
 MAX_TYPE = 99
 MAX_SERIAL = 999_999  # as in the customers file
-MAX_TTL = 365 * 86400
+MAX_TTL = durations.MAX_TTL
 MAX_TARGET = 8192
 
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_TTL = re.compile(r"(0|[1-9][0-9]{0,8})([smhd]?)\Z")
 _TYPE = re.compile(r"[1-9][0-9]?\Z")
 _SERIAL = re.compile(r"[1-9][0-9]{0,5}\Z")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
@@ -84,27 +85,11 @@ class ARL(msgspec.Struct, frozen=True):
 
 
 def parse_ttl(text: str | int) -> int:
-    """Seconds from `30s`, `5m`, `12h`, `7d` or plain seconds (`90`, or an int)."""
-    if isinstance(text, bool):
-        raise ARLError(f"bad TTL {text!r}")
-    if isinstance(text, int):
-        seconds = text
-    else:
-        m = _TTL.match(text)
-        if not m:
-            raise ARLError(f"bad TTL {text!r}: want digits and an optional unit s, m, h or d (e.g. 12h)")
-        seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    if not 0 <= seconds <= MAX_TTL:
-        raise ARLError(f"TTL {text!r} out of range (0 to 365d)")
-    return seconds
-
-
-def format_ttl(seconds: int) -> str:
-    """The canonical (shortest exact) form of a TTL: 86400 -> `1d`, 90 -> `90s`."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    """Seconds from `30s`, `5m`, `12h`, `7d` or plain seconds (`durations`), ARLError when bad."""
+    try:
+        return durations.parse_ttl(text)
+    except durations.TTLError as e:
+        raise ARLError(str(e)) from None
 
 
 def check_hostname(host: str) -> str:
@@ -226,7 +211,7 @@ def url(
 
 def edge_host(serial: int, base_domain: str, subzone: str = "g") -> str:
     """The serial's edge hostname, `a<serial>.<subzone>.<base domain>` (what the LLNS answers)."""
-    return f"a{serial}.{subzone}.{base_domain}"
+    return serials.hostname(serial, subzone, base_domain)
 
 
 def is_arl(target: str) -> bool:

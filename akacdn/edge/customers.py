@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import serials
 from ..config import Customer, Network
 from ..dns.toplevel import MAP_SUBZONE
 
@@ -13,7 +14,7 @@ class CustomerIndex:
             for h in c.hostnames:
                 self._by_host[h] = (c, False)
             for sub in net.map_subzones or (MAP_SUBZONE,):
-                self._by_host[f"a{c.serial}.{sub}.{net.base_domain}"] = (c, True)
+                self._by_host[serials.hostname(c.serial, sub, net.base_domain)] = (c, True)
 
     def lookup(self, host: str | None) -> tuple[Customer, bool] | None:
         """(customer, whether Host is its aNNN serial name) for a Host header value

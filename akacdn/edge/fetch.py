@@ -9,40 +9,46 @@ connections are pooled (keep-alive) with connect and read timeouts.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDict
 
 from ..config import Customer
 from .fields import end_to_end
+from .forwarding import origin_request_fields
 from .message import BodyStream, BodyStreamError, FileBody
 
-# request fields forwarded to the origin (a denylist would pass on anything a client invents)
-FORWARDED = frozenset(
+# request fields that make a different origin answer whatever the response's Vary says
+# (credentials, conditionals, and the protocol: an origin may redirect http to https)
+COLLAPSE_ON = frozenset(
     {
-        "accept",
-        "accept-language",
         "authorization",
-        "cache-control",
-        "content-type",
         "cookie",
         "if-match",
         "if-modified-since",
         "if-none-match",
         "if-unmodified-since",
-        "pragma",
-        "referer",
-        "user-agent",
+        "x-forwarded-proto",
     }
 )
 
 
-# request fields that make a different origin answer whatever the response's Vary says
-COLLAPSE_ON = frozenset(
-    {"authorization", "cookie", "if-match", "if-modified-since", "if-none-match", "if-unmodified-since"}
-)
+class Client(NamedTuple):
+    """Who asked, as the origin is told (Forwarded, X-Forwarded-*)."""
+
+    ip: str
+    scheme: str = "http"
+    host: str | None = None  # the Host the client asked for
+
+
+# what aiohttp would add on its own: the edge sends the client's (or none)
+SKIP_AUTO = ("Accept", "Accept-Encoding", "User-Agent")
 
 
 class OriginResponse:
@@ -73,8 +79,12 @@ class OriginError(Exception):
 
 
 class Fetcher:
-    def __init__(self, via: str, spool_dir: Path | None = None, max_body: int = 2 * 2**30) -> None:
+    def __init__(
+        self, via: str, spool_dir: Path | None = None, max_body: int = 2 * 2**30, config_dir: Path | None = None
+    ) -> None:
         self.via = via
+        self.config_dir = config_dir or Path.cwd()  # where customers' origin_ca_file paths start
+        self._tls: dict[tuple[str, float], ssl.SSLContext] = {}  # CA file, its mtime -> context
         self.spool_dir = spool_dir  # where bodies too large for memory are spooled
         self.max_body = max_body
         self._inflight: dict[tuple[object, ...], asyncio.Future[OriginResponse]] = {}
@@ -98,7 +108,7 @@ class Fetcher:
         customer: Customer,
         target: str,
         headers: list[tuple[str, str]],
-        client: str,
+        client: Client,
         vary_on: tuple[str, ...] = (),
     ) -> tuple[OriginResponse, bool]:
         """GET target from the customer's origin; (response, collapsed into another's request).
@@ -135,7 +145,7 @@ class Fetcher:
         return resp, False
 
     async def fetch_alone(
-        self, customer: Customer, target: str, headers: list[tuple[str, str]], client: str
+        self, customer: Customer, target: str, headers: list[tuple[str, str]], client: Client
     ) -> OriginResponse:
         """GET without collapsing (a waiter whose request the shared answer did not fit)."""
         resp = await self._request(customer, "GET", target, headers, client, None)
@@ -143,17 +153,47 @@ class Fetcher:
         return resp
 
     async def forward(
-        self, customer: Customer, method: str, target: str, headers: list[tuple[str, str]], client: str, body: bytes
+        self, customer: Customer, method: str, target: str, headers: list[tuple[str, str]], client: Client, body: bytes
     ) -> OriginResponse:
         """An unsafe request, passed to the origin as it is (never coalesced)."""
         return await self._request(customer, method, target, headers, client, body)
 
-    def origin_headers(self, customer: Customer, headers: list[tuple[str, str]], client: str) -> dict[str, str]:
-        out = {k: v for k, v in headers if k.lower() in FORWARDED}
-        out.update({"Via": self.via, "Accept-Encoding": "identity", "X-Forwarded-For": client})
-        if customer.hostnames:
-            out["Host"] = customer.hostnames[0]
-        return out
+    def origin_headers(
+        self, customer: Customer, method: str, headers: list[tuple[str, str]], client: Client
+    ) -> list[tuple[str, str]]:
+        """The request fields for the origin: the client's end-to-end ones and the edge's
+        Via, Forwarded, X-Forwarded-*, then the customer's rules (`forwarding`)."""
+        origin_host = customer.hostnames[0] if customer.hostnames else urlsplit(customer.origin).netloc
+        return origin_request_fields(
+            headers,
+            method=method,
+            client_ip=client.ip,
+            proto=client.scheme,
+            client_host=client.host,
+            origin_host=origin_host,
+            via=self.via,
+            rules=customer.request_headers,
+        )
+
+    def origin_tls(self, customer: Customer) -> ssl.SSLContext | bool:
+        """How an https origin's certificate is checked: the system CAs (True), a
+        customer's CA bundle, or not at all (`origin_verify = false`)."""
+        if not customer.origin_verify:
+            return False
+        if not customer.origin_ca_file:
+            return True
+        path = self.config_dir / customer.origin_ca_file
+        try:
+            key = (str(path), path.stat().st_mtime)
+        except OSError:
+            key = (str(path), 0.0)
+        ctx = self._tls.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=path)  # OSError/SSLError: an OriginError
+            if len(self._tls) > 256:
+                self._tls.clear()
+            self._tls[key] = ctx
+        return ctx
 
     async def _pump(self, r: aiohttp.ClientResponse, body: BodyStream) -> None:
         """Feed the body to its readers as it arrives, within the size limit and as long
@@ -181,17 +221,25 @@ class Fetcher:
         method: str,
         target: str,
         headers: list[tuple[str, str]],
-        client: str,
+        client: Client,
         body: bytes | None,
     ) -> OriginResponse:
         assert self._session is not None
         url = customer.origin.rstrip("/") + target
         sent = time.time()
         try:
+            fields = CIMultiDict(self.origin_headers(customer, method, headers, client))
+            tls = self.origin_tls(customer) if url[:6].lower() == "https:" else True
             r = await self._session.request(
-                method, url, headers=self.origin_headers(customer, headers, client), data=body, allow_redirects=False
+                method,
+                url,
+                headers=fields,
+                data=body,
+                allow_redirects=False,
+                ssl=tls,
+                skip_auto_headers=SKIP_AUTO,
             )
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
             raise OriginError(f"{type(e).__name__}: {e}") from None
         if r.content_length is not None and r.content_length > self.max_body:
             r.close()

@@ -17,22 +17,28 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import msgspec
+
 from ..config import Customer
 from ..recovery.inject import WRONG_BODY, Injector
 from ..runtime import Runtime
-from . import arl
+from . import arl, encoding
 from .conditional import (
     Validation,
+    as_transformed,
     byte_range,
     freshen,
     not_modified_headers,
+    origin_preconditions,
     precondition,
     revalidation_headers,
+    select_for_update,
     validation_outcome,
 )
 from .customers import CustomerIndex
-from .fetch import Fetcher, OriginError, OriginResponse
-from .fields import Headers
+from .fetch import Client, Fetcher, OriginError, OriginResponse
+from .fields import Headers, directives, field, has_field
+from .forwarding import apply_rules, max_forwards_exhausted
 from .hit import Prepared
 from .message import Body, BodyStream, FileBody, Request, Response
 from .misslock import Hold, MissLocks
@@ -40,29 +46,48 @@ from .report import SerialCounts
 from .rfc9111 import (
     Action,
     CacheStatus,
+    Entry,
     Policy,
     Reuse,
     age_header,
     forwarded_status,
     fwd_reason,
     invalidates,
-    make_entry,
     request_directives,
     reuse,
     select_variant,
     served_status,
     stale_on_error,
     storable,
+    store_decision,
+    update_candidates,
     variant_key,
     vary_fields,
     vary_matches,
 )
 from .store import Key, SecondRequest, Variant, with_variant
-from .target import normalize_target
+from .target import cache_key, normalize_target, origin_target
 from .tiers import TieredStore
+from .transcode import pump
 
 SAFE = ("GET", "HEAD")
 FRAMING = frozenset({"content-length", "transfer-encoding", "content-range"})
+# fields the edge sets on the request as the cache sees it (Vary and collapsing read them)
+CACHE_VIEW = frozenset({"accept-encoding", "x-forwarded-proto"})
+ALLOW = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"
+
+
+def cache_view(req: Request) -> list[tuple[str, str]]:
+    """The request as the cache (and the origin) sees it: Accept-Encoding normalised to
+    br/gzip/identity as Varnish does (a few variants per object, not one per browser),
+    X-Forwarded-Proto set to the scheme the client used (never the client's own)."""
+    out = [(k, v) for k, v in req.headers if k.lower() not in CACHE_VIEW]
+    given = field(req.headers, "accept-encoding") if has_field(req.headers, "accept-encoding") else None
+    normal = encoding.normalize_accept_encoding(given)
+    if normal:
+        out.append(("Accept-Encoding", normal))
+    out.append(("X-Forwarded-Proto", req.scheme))
+    return out
 
 
 def fits(got: OriginResponse, headers: list[tuple[str, str]]) -> bool:
@@ -131,13 +156,14 @@ class Handler:
         return f"{req.method} {host}{target} from {req.remote}"[:300], found[0].serial if found else 0
 
     # -- the plain hit (see `hit`) --------------------------------------------------------
-    def _plain_key(self, host: str, target: str) -> tuple[Customer, Key, str] | None:
+    def _plain_key(self, host: str, target: str, scheme: str) -> tuple[Customer, Key, str] | None:
         """(customer, cache key, serial's host) for a Host and an origin-form target, when
         the plain hit may answer it (not an ARL, not absolute-form), memoised."""
         index = self.customers()
         if index is not self._plain_of:  # a reload: forget what the old config said
             self._plain, self._plain_of = {}, index
-        memo = host + "\0" + target
+            self.store.memory.forget_prepared()  # (response rules may have changed)
+        memo = scheme + host + "\0" + target
         try:
             return self._plain[memo]
         except KeyError:
@@ -145,16 +171,16 @@ class Handler:
         found = index.lookup(host)
         got = None
         if found is not None and target[:1] == "/" and not (found[1] and arl.is_arl(target)):
-            got = (found[0], (found[0].name, normalize_target(target)), host)
+            got = (found[0], cache_key(found[0].name, normalize_target(target), scheme), host)
         if len(self._plain) > 50_000:
             self._plain.clear()
         self._plain[memo] = got
         return got
 
-    def plain_hit(self, head: bool, host: str, target: str, now: float) -> list[bytes] | None:
+    def plain_hit(self, head: bool, host: str, target: str, now: float, scheme: str = "http") -> list[bytes] | None:
         """The answer to a plain GET/HEAD (no conditional, range or cache directives) when a
         fresh stored response that does not vary answers it; else None (the full flow)."""
-        plain = self._plain_key(host, target)
+        plain = self._plain_key(host, target, scheme)
         if plain is None:
             return None
         variants = self.store.memory.get(plain[1])
@@ -167,7 +193,7 @@ class Handler:
         if p is None:
             if not isinstance(v.body, bytes):
                 return None
-            p = v.prepared = Prepared(v.entry, v.body, self.via, self.machine)
+            p = v.prepared = self._prepare(plain[0], v.entry, v.body)
         if not p.plain:
             return None
         tail = p.tail(now)
@@ -177,6 +203,18 @@ class Handler:
         self._hit.inc()
         self.counts.record(plain[0].serial, "HIT", p.entry.status, len(p.body))
         return [p.head, tail] if head else [p.head, tail, p.body]
+
+    def _prepare(self, customer: Customer, entry: Entry, body: bytes) -> Prepared:
+        """A stored variant's plain-hit answer, with the customer's response rules applied. An
+        encoded body is never the plain hit: whether the client takes it is the flow's call."""
+        if customer.response_headers:
+            entry = msgspec.structs.replace(
+                entry, headers=tuple(apply_rules(list(entry.headers), customer.response_headers))
+            )
+        p = Prepared(entry, body, self.via, self.machine)
+        if encoding.content_coding(entry.headers) is not None:
+            p.plain = False
+        return p
 
     async def close(self) -> None:
         """Cancel and await the background revalidations this handler owns."""
@@ -245,6 +283,8 @@ class Handler:
             return self._reply(req, 304, not_modified_headers(entry.headers), b"", cs, x_cache, age, 0)
         if pre.status == 412:
             return self._reply(req, 412, [], b"", cs, x_cache, age, 0)
+        if decodes_for(entry.headers, headers):  # a range of the encoded bytes is not what it asked for
+            return self._reply(req, entry.status, entry.headers, body, cs, x_cache, age)
         plan = byte_range(req.method, headers, entry.status, entry.headers, len(body))
         if plan.status == 200:
             return self._reply(req, entry.status, entry.headers, body, cs, x_cache, age)
@@ -272,7 +312,10 @@ class Handler:
             if injected and found is not None and self.injector is not None:
                 if self.injector.at_edge(found[0].serial, target.split("?", 1)[0]) == "wrong":
                     return Response(200, [("Content-Type", "text/plain")], WRONG_BODY, len(WRONG_BODY), "MISS")
-            resp = await self._handle(req, found, host, target)
+            headers = cache_view(req)
+            resp = await self._handle(req, found, host, target, headers)
+            if found is not None:
+                resp = self._finish(req, found[0], headers, resp)
         except Exception as e:  # not clearly addressable: roll, or (in place) fail this one request
             self.failed(e, req)
             text = "akacdn: this request failed; the server recovered in place\n"
@@ -283,6 +326,32 @@ class Handler:
 
     async def _handle_injected(self, req: Request) -> Response:
         return await self._handle_request(req, injected=True)
+
+    def _finish(self, req: Request, customer: Customer, headers: Headers, resp: Response) -> Response:
+        """The last steps for every answer of a customer: a body in an encoding the client
+        does not accept is decoded (RFC 9110 12.5.3), then the customer's response rules."""
+        if resp.status == 200 and decodes_for(resp.headers, headers):
+            coding = encoding.content_coding(resp.headers)
+            assert coding is not None
+            resp.headers = encoding.transformed_headers(resp.headers, None)
+            if req.method != "HEAD":
+                resp.body = self._transcode(resp.body, encoding.decoder(coding, self.fetcher.max_body))
+            resp.length = None
+        if customer.response_headers:
+            resp.headers = apply_rules(resp.headers, customer.response_headers)
+        return resp
+
+    def _transcode(self, body: Body, codec: encoding.Codec) -> BodyStream:
+        """A body re-encoded as it is read (a task this handler owns)."""
+        out = BodyStream(None, self.fetcher.spool_dir)
+        if isinstance(body, BodyStream):
+            source: object = body.chunks()
+        elif isinstance(body, FileBody):
+            source = body.pieces()
+        else:
+            source = [body]
+        self._own(asyncio.get_running_loop().create_task(pump(source, codec, out)))  # type: ignore[arg-type]
+        return out
 
     def _unavailable(self, req: Request, serial: int, why: str) -> Response:
         """503 for a serial this server does not take now (quarantined to other servers, or
@@ -299,6 +368,7 @@ class Handler:
         found: tuple[Customer, bool] | None,
         host: str | None,
         target: str,
+        headers: list[tuple[str, str]],
         again: bool = False,
         held: Hold | None = None,
     ) -> Response:
@@ -316,9 +386,8 @@ class Handler:
                 text = "akacdn: the ARL names another customer or origin\n"
                 return self._error(req, 403, text, "arl-not-configured", "arl_not_configured")
             target, override = a.target, float(a.ttl)  # the ARL's TTL overrides the origin's
-        key = (customer.name, target)
-        headers = req.headers
-        client = req.remote
+        key = cache_key(customer.name, target, req.scheme)
+        client = Client(req.remote, req.scheme, host)
         if req.method not in SAFE:
             return await self._unsafe(req, customer, key, headers, client)
         variants = self.store.variants(key) or []
@@ -330,9 +399,11 @@ class Handler:
             if "only-if-cached" in request_directives(headers):
                 return self._reply(req, 504, [], b"", "akacdn; fwd=miss; detail=only-if-cached", "MISS")
             if self.locks is not None and not again:
-                return await self._miss_across_workers(req, found, host, target, key)
+                return await self._miss_across_workers(req, found, host, target, key, headers)
             fwd = "vary-miss" if variants else "uri-miss"
-            return await self._fetch(req, customer, key, headers, client, override, fwd, variants, None, held)
+            return await self._fetch(req, customer, key, headers, client, override, fwd, None, held)
+        if origin_preconditions(headers):  # only the origin may evaluate these (RFC 9111 4.3.2)
+            return await self._fetch(req, customer, key, headers, client, override, "request", None, held)
         r = reuse(req.method, headers, chosen.entry, time.time(), self.policy)
         if r.action in (Action.HIT, Action.STALE):
             return self._from_store(req, headers, chosen, r, "HIT" if r.action == Action.HIT else "STALE")
@@ -341,30 +412,97 @@ class Handler:
             return self._from_store(req, headers, chosen, r, "STALE")
         if r.action == Action.ONLY_IF_CACHED:
             return self._reply(req, 504, [], b"", "akacdn; fwd=stale; detail=only-if-cached", "MISS")
-        return await self._fetch(req, customer, key, headers, client, override, fwd_reason(r), variants, (chosen, r))
+        return await self._fetch(req, customer, key, headers, client, override, fwd_reason(r), (chosen, r))
 
     async def _miss_across_workers(
-        self, req: Request, found: tuple[Customer, bool], host: str | None, target: str, key: Key
+        self, req: Request, found: tuple[Customer, bool], host: str | None, target: str, key: Key, headers: Headers
     ) -> Response:
         """A miss with `[edge] workers` > 1: the key's first miss in this process takes its
         miss lock (`misslock.Hold`), looks again (on disk, for what another worker stored) and
         fetches if still missing, holding the lock until the object is stored. The others
         here join that fetch while it streams, or wait for the hold to end and look again."""
         assert self.locks is not None
+        view = list(headers)
         hold = self._holds.get(key)
         if hold is not None:  # this process already misses the key: never touch its lock
             await asyncio.shield(hold.decided)
             if not hold.joinable:  # nothing to collapse into: wait until it is stored
                 await asyncio.shield(hold.released)
-            return await self._handle(req, found, host, target, again=True)
+            return await self._handle(req, found, host, target, view, again=True)
         hold = self._holds[key] = Hold(lambda: self._holds.pop(key, None) if self._holds.get(key) is hold else None)
         try:
             await self.locks.acquire(key, hold)
-            return await self._handle(req, found, host, target, again=True, held=hold)
+            return await self._handle(req, found, host, target, view, again=True, held=hold)
         finally:
             if not hold.passed:
                 hold.release()
             hold.decide()
+
+    async def _get(
+        self, customer: Customer, key: Key, ask: list[tuple[str, str]], client: Client
+    ) -> tuple[OriginResponse, bool]:
+        """GET from the origin, collapsed with others where the answer fits them all:
+        (response, collapsed into another's request). OriginError when it failed."""
+        target = origin_target(key)
+        got, collapsed = await self.fetcher.fetch(customer, target, ask, client)
+        if collapsed and not fits(got, ask):  # the shared answer varies on a field we differ in
+            fields = vary_fields(got.headers)
+            if fields is None:  # Vary: * is never shared
+                got, collapsed = await self.fetcher.fetch_alone(customer, target, ask, client), False
+            else:  # collapse again with those who share our values of the Vary fields
+                got, collapsed = await self.fetcher.fetch(customer, target, ask, client, fields)
+        if collapsed and not storable("GET", ask, got.status, got.headers).ok:
+            # a response not for a shared cache (private, no-store...) is not shared either
+            got, collapsed = await self.fetcher.fetch_alone(customer, target, ask, client), False
+        return got, collapsed
+
+    async def _revalidate(
+        self,
+        customer: Customer,
+        key: Key,
+        headers: list[tuple[str, str]],
+        client: Client,
+        override: float | None,
+        v: Variant,
+    ) -> tuple[OriginResponse, bool, Variant | None]:
+        """Ask the origin whether a stored variant is still good (the one revalidation of the
+        foreground and of stale-while-revalidate): (answer, collapsed, the freshened variant
+        or None). A 304 freshens the stored responses RFC 9111 4.3.4 selects; a 304 that
+        selects none of them is not used: the object is fetched again, unconditionally."""
+        plain = [(k, val) for k, val in headers if not k.lower().startswith("if-")]
+        got, collapsed = await self._get(customer, key, plain + revalidation_headers(v.entry.headers), client)
+        if validation_outcome(got.status) != Validation.FRESHEN:
+            return got, collapsed, None
+        variants = self.store.variants(key) or []
+        if not any(x.vary_key == v.vary_key for x in variants):
+            variants = with_variant(variants, v)
+        candidates = update_candidates(headers, [(x.vary_key, x.entry, x) for x in variants])
+        update: list[tuple[str, str]] = got.headers
+        chosen = select_for_update(update, candidates)
+        if not any(x.vary_key == v.vary_key for x in chosen) and encoding.content_coding(v.entry.headers):
+            # a copy the edge re-encoded has the weak form of the origin's ETag (RFC 9110 8.8.3)
+            update = as_transformed(got.headers)
+            chosen = select_for_update(update, candidates)
+        if not any(x.vary_key == v.vary_key for x in chosen):
+            self.rt.log.limited("revalidation_mismatch", customer=customer.name, target=key[1])
+            got, collapsed = await self._get(customer, key, plain, client)
+            return got, collapsed, None
+        fresh = v
+        for x in chosen:
+            entry = freshen(x.entry, update, got.request_time, got.response_time, customer.default_ttl,
+                            override, self.policy)  # fmt: skip
+            new = Variant(x.vary_key, entry, x.body)
+            if storable("GET", headers, entry.status, entry.headers).ok:
+                variants = with_variant(variants, new)
+            else:  # the 304 made it private or no-store: answer this once, keep it no longer
+                variants = [y for y in variants if y.vary_key != x.vary_key]
+            if x.vary_key == v.vary_key:
+                fresh = new
+        if variants:
+            self._store(key, variants)
+        else:
+            self.store.drop(key)
+        return got, collapsed, fresh
 
     async def _fetch(
         self,
@@ -372,49 +510,50 @@ class Handler:
         customer: Customer,
         key: Key,
         headers: list[tuple[str, str]],
-        client: str,
+        client: Client,
         override: float | None,
         fwd: str,
-        variants: list[Variant],
         stale: tuple[Variant, Reuse] | None,
         held: Hold | None = None,
     ) -> Response:
         """Ask the origin (conditionally when a stored variant needs revalidation)."""
-        ask = list(headers)
-        if stale is not None:
-            ask = [(k, v) for k, v in ask if not k.lower().startswith("if-")]
-            ask += revalidation_headers(stale[0].entry.headers)
         try:
-            got, collapsed = await self.fetcher.fetch(customer, key[1], ask, client)
-            if collapsed and not fits(got, ask):  # the shared answer varies on a field we differ in
-                fields = vary_fields(got.headers)
-                if fields is None:  # Vary: * is never shared
-                    got, collapsed = await self.fetcher.fetch_alone(customer, key[1], ask, client), False
-                else:  # collapse again with those who share our values of the Vary fields
-                    got, collapsed = await self.fetcher.fetch(customer, key[1], ask, client, fields)
-            if collapsed and not storable("GET", ask, got.status, got.headers).ok:
-                # a response not for a shared cache (private, no-store...) is not shared either
-                got, collapsed = await self.fetcher.fetch_alone(customer, key[1], ask, client), False
+            if stale is None:
+                got, collapsed = await self._get(customer, key, headers, client)
+            else:
+                got, collapsed, fresh = await self._revalidate(customer, key, headers, client, override, stale[0])
+                if fresh is not None:
+                    r = Reuse(Action.HIT, "revalidated", 0.0, fresh.entry.lifetime)
+                    resp = self._from_store(req, headers, fresh, r, "REVALIDATED")
+                    set_field(resp, "Cache-Status", forwarded_status(fwd, 304, None, fresh.entry, time.time()).value())
+                    return resp
         except OriginError as e:
             self.rt.log.limited("origin_error", customer=customer.name, error=str(e))
             return self._origin_failed(req, headers, stale, None)
-        if stale is not None:
-            outcome = validation_outcome(got.status)
-            if outcome == Validation.FRESHEN:
-                v = stale[0]
-                entry = freshen(v.entry, got.headers, got.request_time, got.response_time, customer.default_ttl,
-                                override, self.policy)  # fmt: skip
-                fresh = Variant(v.vary_key, entry, v.body)
-                self._store(key, with_variant(variants, fresh))
-                r = Reuse(Action.HIT, "revalidated", 0.0, entry.lifetime)
-                resp = self._from_store(req, headers, fresh, r, "REVALIDATED")
-                set_field(resp, "Cache-Status", forwarded_status(fwd, 304, None, entry, time.time()).value())
-                return resp
-            if outcome == Validation.ERROR:
-                return self._origin_failed(req, headers, stale, got)
+        if stale is not None and validation_outcome(got.status) == Validation.ERROR:
+            return self._origin_failed(req, headers, stale, got)
         if got.status == 304:  # the client's own conditional, passed on: nothing to store
             return self._reply(req, 304, got.headers, b"", forwarded_status(fwd, 304), "MISS")
+        got = self._compressed(customer, headers, got)
         return await self._store_and_answer(req, customer, key, headers, override, fwd, got, collapsed, held)
+
+    def _compressed(self, customer: Customer, headers: Headers, got: OriginResponse) -> OriginResponse:
+        """The origin's answer as the edge keeps it: with `compress` on, a compressible
+        uncompressed body is compressed as it arrives (br or gzip, as this client accepts)
+        and the answer varies on Accept-Encoding (also the identity copy: then a client that
+        accepts compression misses it and gets its own)."""
+        if not customer.compress or not encoding.may_compress(got.status, got.headers):
+            return got
+        coding = encoding.choose(field(headers, "accept-encoding") or None)
+        if coding is None:
+            new = OriginResponse(got.status, encoding.with_vary(got.headers, "Accept-Encoding"), got.body,
+                                 got.request_time, got.response_time)  # fmt: skip
+        else:
+            body = self._transcode(got.body, encoding.encoder(coding))
+            new = OriginResponse(got.status, encoding.transformed_headers(got.headers, coding), body,
+                                 got.request_time, got.response_time)  # fmt: skip
+        new.asked_with, new.forget = got.asked_with, got.forget
+        return new
 
     async def _store_and_answer(
         self,
@@ -430,11 +569,8 @@ class Handler:
     ) -> Response:
         """Answer from a fresh origin response, streaming its body as it arrives; the one who
         fetched it (not those collapsed into its request) stores it once it is whole."""
-        verdict = storable("GET", headers, got.status, got.headers)
-        entry = make_entry(got.status, got.headers, got.request_time, got.response_time, customer.default_ttl,
-                           override, self.policy)  # fmt: skip
-        if verdict.ok and entry.lifetime <= 0 and not revalidation_headers(entry.headers):
-            verdict = verdict._replace(ok=False, reason="no-freshness-no-validator")
+        verdict, entry = store_decision("GET", headers, got.status, got.headers, got.request_time, got.response_time,
+                                        customer.default_ttl, override, self.policy)  # fmt: skip
         if verdict.ok and not collapsed and customer.cache_on_second_request and not self.second.admit(key):
             verdict = verdict._replace(ok=False, reason="first-request")
         if verdict.ok and not collapsed:
@@ -516,49 +652,72 @@ class Handler:
         customer: Customer,
         key: Key,
         headers: list[tuple[str, str]],
-        client: str,
+        client: Client,
         override: float | None,
         v: Variant,
     ) -> None:
-        """stale-while-revalidate: one background revalidation per key at a time."""
+        """stale-while-revalidate: one background revalidation per key at a time; what it
+        may store is decided as in the foreground (`store_decision`)."""
         if any(t.get_name() == repr(key) for t in self._background):
             return
 
         async def revalidate() -> None:
-            ask = [(k, val) for k, val in headers if not k.lower().startswith("if-")] + revalidation_headers(
-                v.entry.headers
-            )
             try:
-                got, _ = await self.fetcher.fetch(customer, key[1], ask, client)
+                got, collapsed, fresh = await self._revalidate(customer, key, headers, client, override, v)
+                if fresh is not None or collapsed or validation_outcome(got.status) == Validation.ERROR:
+                    return
+                got = self._compressed(customer, headers, got)
+                verdict, entry = store_decision(
+                    "GET", headers, got.status, got.headers, got.request_time, got.response_time,
+                    customer.default_ttl, override, self.policy,
+                )  # fmt: skip
+                if not verdict.ok:
+                    got.forget()
+                    return
+                body = await got.whole()
             except OriginError:
                 return
-            variants = self.store.variants(key) or []
-            if validation_outcome(got.status) == Validation.FRESHEN:
-                entry = freshen(v.entry, got.headers, got.request_time, got.response_time, customer.default_ttl,
-                                override, self.policy)  # fmt: skip
-                self._store(key, with_variant(variants, Variant(v.vary_key, entry, v.body)))
-            elif got.status < 500 and storable("GET", headers, got.status, got.headers).ok:
-                try:
-                    body = await got.whole()
-                except OriginError:
-                    return
-                entry = make_entry(got.status, got.headers, got.request_time, got.response_time,
-                                   customer.default_ttl, override, self.policy)  # fmt: skip
-                self._store(key, with_variant(variants, Variant(variant_key(got.headers, headers), entry, body)))
+            variants = with_variant(
+                self.store.variants(key) or [], Variant(variant_key(got.headers, headers), entry, body)
+            )
+            self._store(key, variants)
 
         self._own(asyncio.get_running_loop().create_task(revalidate(), name=repr(key)))
 
     async def _unsafe(
-        self, req: Request, customer: Customer, key: Key, headers: list[tuple[str, str]], client: str
+        self, req: Request, customer: Customer, key: Key, headers: list[tuple[str, str]], client: Client
     ) -> Response:
-        """POST/PUT/DELETE/...: forwarded to the origin, then what it changed is invalidated."""
+        """POST/PUT/DELETE/OPTIONS...: forwarded to the origin, then what it changed is
+        invalidated. TRACE is refused (it would reflect cookies and credentials to a page's
+        scripts); OPTIONS with Max-Forwards: 0 is answered here (RFC 9110 7.6.2)."""
+        if req.method == "TRACE":
+            text = "akacdn: TRACE is not served\n"
+            resp = self._error(req, 405, text, "method", "method_not_allowed")
+            resp.headers.append(("Allow", ALLOW))
+            return resp
+        if max_forwards_exhausted(req.method, headers):
+            cs = 'akacdn; fwd=bypass; detail="max-forwards"'
+            return self._reply(req, 200, [("Allow", ALLOW)], b"", cs, "MISS", None, 0)
         body = req.body
         try:
-            got = await self.fetcher.forward(customer, req.method, key[1], headers, client, body)
+            got = await self.fetcher.forward(customer, req.method, origin_target(key), headers, client, body)
         except OriginError:
             cs = 'akacdn; fwd=method; detail="origin-unreachable"'
             return self._reply(req, 502, [], b"akacdn: origin unreachable\n", cs, "MISS")
         host = customer.hostnames[0] if customer.hostnames else (req.header("host") or "")
-        for path in invalidates(req.method, got.status, f"http://{host}{key[1]}", got.headers):
-            self.store.drop((customer.name, path))
+        for path in invalidates(req.method, got.status, f"http://{host}{origin_target(key)}", got.headers):
+            for scheme in ("http", "https"):
+                self.store.drop(cache_key(customer.name, path, scheme))
         return self._reply(req, got.status, got.headers, got.body, forwarded_status("method", got.status), "MISS")
+
+
+def decodes_for(stored: Headers, headers: Headers) -> bool:
+    """Whether a representation must be decoded for this client: its coding is one the
+    client does not accept (by the normalised Accept-Encoding of `headers`), the edge can
+    decode it, and the origin did not forbid transforming it (no-transform)."""
+    coding = encoding.content_coding(stored)
+    if coding is None:
+        return False
+    if encoding.accepts(field(headers, "accept-encoding") or None, coding) or not encoding.can_decode(coding):
+        return False
+    return "no-transform" not in directives(stored)

@@ -8,6 +8,11 @@ differs from the last one for the same stored response only in `Age` and the ttl
 once (status line, stored fields, `Via`, `X-Served-By`, `X-Cache`, `Content-Length`),
 and per request only the two changing lines are added (rebuilt when their whole
 seconds change). Anything else takes the full flow in `handler`.
+
+Framing (RFC 9110 6.4.1, 8.6): a 1xx, 204 or 304 has no content and never a
+Content-Length (a server MUST NOT send one in a 1xx or 204; a 304's would have to be
+the 200's); `body` is then empty whatever was stored. A 205 has no content either
+(15.3.6): `Content-Length: 0`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,19 @@ NOT_PLAIN = frozenset(
 )
 FRAMING = frozenset({"content-length", "transfer-encoding", "content-range", "connection", "keep-alive"})
 REASONS = {s.value: s.phrase for s in HTTPStatus}
+_BREAKS = frozenset("\r\n\0")
+
+
+def has_content(status: int) -> bool:
+    """May a response with this status carry content (RFC 9110 6.4.1: never a 1xx, 204 or
+    304; 15.3.6: never a 205)."""
+    return status >= 200 and status not in (204, 205, 304)
+
+
+def has_content_length(status: int) -> bool:
+    """Does the plain-hit head carry Content-Length: not for a 1xx or 204 (RFC 9110 8.6 MUST
+    NOT) nor a 304 (8.6: it could only repeat the 200's, which a stored 304 does not know)."""
+    return status >= 200 and status not in (204, 304)
 
 
 def status_line(status: int) -> bytes:
@@ -49,15 +67,16 @@ class Prepared:
 
     def __init__(self, entry: Entry, body: bytes, via: str, machine: str) -> None:
         self.entry = entry
-        self.body = body
+        self.body = body if has_content(entry.status) else b""
         # a stored `no-cache` response is revalidated on every use: never the plain hit
         self.plain = "no-cache" not in directives(entry.headers)
         lines = [status_line(entry.status)]
         for k, v in entry.headers:
-            if k.lower() not in FRAMING:
-                lines.append(f"{k}: {v}\r\n".encode("latin-1"))
+            if k.lower() not in FRAMING and not _BREAKS.intersection(k + v):  # never split the head
+                lines.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
         lines.append(f"Via: {via}\r\nX-Served-By: {machine}\r\nX-Cache: HIT\r\n".encode("latin-1"))
-        lines.append(b"Content-Length: %d\r\n" % len(body))
+        if has_content_length(entry.status):
+            lines.append(b"Content-Length: %d\r\n" % len(self.body))
         self.head = b"".join(lines)
         self._age = -1
         self._ttl = 0

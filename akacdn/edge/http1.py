@@ -19,13 +19,14 @@ import asyncio
 import collections
 import email.utils
 import socket
+import ssl
 import time
 
 import httptools
 
 from ..sockets import bound
 from .handler import Handler
-from .hit import NOT_PLAIN, status_line
+from .hit import NOT_PLAIN, has_content, has_content_length, status_line
 from .message import BodyStream, BodyStreamError, FileBody, Request, Response
 
 MAX_LINE = 8190  # request target, and each field line
@@ -36,7 +37,6 @@ MAX_PIPELINE = 16  # queued requests before the connection stops reading
 IDLE_TICKS = 75  # seconds a keep-alive connection may sit idle
 HEAD_TICKS = 15  # seconds to send a whole request head
 WRITE_STALL = 60.0  # seconds a client may take nothing of an answer before it is dropped
-NO_BODY = frozenset({204, 304})
 
 
 class Refused(Exception):
@@ -67,8 +67,10 @@ def serialize_head(resp: Response, head_request: bool, close: bool) -> bytes:
         lines.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
     if not has_date:
         lines.append(date_line())
-    if resp.status not in NO_BODY:
-        if resp.length is not None:
+    if has_content_length(resp.status):
+        if not has_content(resp.status):  # a 205: no content, said explicitly
+            lines.append(b"Content-Length: 0\r\n")
+        elif resp.length is not None:
             lines.append(b"Content-Length: %d\r\n" % resp.length)
         elif not head_request:
             lines.append(b"Transfer-Encoding: chunked\r\n")
@@ -81,8 +83,9 @@ def serialize_head(resp: Response, head_request: bool, close: bool) -> bytes:
 class Connection(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, server: Http1Server) -> None:
+    def __init__(self, server: Http1Server, scheme: str = "http") -> None:
         self.server = server
+        self.scheme = scheme
         self.handler = server.handler
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -218,12 +221,14 @@ class Connection(asyncio.Protocol):
             and self.host is not None
         ):
             host = self.host.decode("latin-1")
-            out = self.handler.plain_hit(method == b"HEAD", host, self.url.decode("latin-1"), time.time())
+            url = self.url.decode("latin-1")
+            out = self.handler.plain_hit(method == b"HEAD", host, url, time.time(), self.scheme)
             if out is not None:
                 assert self.transport is not None
                 self.transport.writelines(out)
                 return
-        req = Request(method.decode("ascii"), self.url.decode("latin-1"), self.fields, self.remote, b"".join(self.body))
+        url, body = self.url.decode("latin-1"), b"".join(self.body)
+        req = Request(method.decode("ascii"), url, self.fields, self.remote, body, self.scheme)
         self.queue.append((req, keep))
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._answer_queue())
@@ -271,7 +276,9 @@ class Connection(asyncio.Protocol):
                 resp = await self.handler.handle(req)
                 close = not keep
                 self._write_head(resp, req.method == "HEAD", close)
-                if isinstance(resp.body, BodyStream):
+                if req.method == "HEAD" or not has_content(resp.status):
+                    pass  # no content, whatever the flow had (RFC 9110 6.4.1, 9.3.2)
+                elif isinstance(resp.body, BodyStream):
                     if not await self._stream(resp):
                         return
                 elif isinstance(resp.body, FileBody):
@@ -351,11 +358,20 @@ class Http1Server:
     def protocol(self) -> Connection:
         return Connection(self)
 
-    async def listen(self, host: str, port: int, reuse_port: bool = False, freebind: bool = False) -> None:
-        """Listen on host:port; `freebind` binds before the address is on an interface (a
-        service address the region agent adds, or a peer's it may take over)."""
+    def tls_protocol(self) -> Connection:
+        return Connection(self, "https")
+
+    async def listen(
+        self, host: str, port: int, reuse_port: bool = False, freebind: bool = False, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Listen on host:port (HTTPS with `tls`); `freebind` binds before the address is on
+        an interface (a service address the region agent adds, or a peer's it may take over)."""
         sock = bound(host, port, socket.SOCK_STREAM, reuse_port=reuse_port, freebind=freebind)
-        server = await asyncio.get_running_loop().create_server(self.protocol, sock=sock)
+        loop = asyncio.get_running_loop()
+        if tls is None:
+            server = await loop.create_server(self.protocol, sock=sock)
+        else:
+            server = await loop.create_server(self.tls_protocol, sock=sock, ssl=tls, ssl_handshake_timeout=HEAD_TICKS)
         self._servers.append(server)
 
     async def sweep(self) -> None:

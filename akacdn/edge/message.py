@@ -20,14 +20,23 @@ from typing import BinaryIO
 
 
 class Request:
-    __slots__ = ("method", "target", "headers", "remote", "body")
+    __slots__ = ("method", "target", "headers", "remote", "body", "scheme")
 
-    def __init__(self, method: str, target: str, headers: list[tuple[str, str]], remote: str, body: bytes = b""):
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        remote: str,
+        body: bytes = b"",
+        scheme: str = "http",
+    ):
         self.method = method
         self.target = target  # as sent: origin-form or absolute-form
         self.headers = headers
         self.remote = remote
         self.body = body
+        self.scheme = scheme  # "https" when it came over TLS
 
     def header(self, name: str) -> str | None:
         """The first value of a field (name in lower case)."""

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ..config import Customer
+from .target import cache_key
 
 REMEMBER = 4096
 Key = tuple[str, str]
@@ -51,8 +52,9 @@ def selector(
     customer_for_host: Callable[[str | None], Customer | None],
 ) -> Callable[[Key], bool]:
     """A predicate over cache keys for one purge; PurgeError when it names nothing we know."""
-    if purge.kind == "url":
+    if purge.kind == "url":  # the URL as fetched over http and over https (`target.cache_key`)
         keys = {url_key(u, customer_for_host) for u in purge.values}
+        keys |= {cache_key(c, t, "https") for c, t in keys}
         return keys.__contains__
     if purge.kind == "customer":
         names = set(purge.values)

@@ -12,9 +12,12 @@ the answers; nothing here reads a clock or touches a socket (`now`, `request_tim
 3. A stored `Entry` was found: `reuse()` says HIT, STALE (client allowed it), SWR (serve
    stale now, revalidate in the background), REVALIDATE (ask the origin first, with
    `conditional.revalidation_headers()`), or ONLY_IF_CACHED (answer 504).
-4. The origin answered: `storable()` says whether to keep it and why not;
-   `make_entry()` builds what the store keeps (freshness lifetime and initial age fixed
-   at that point, RFC 9111 4.2). A 304 to a revalidation goes to `conditional.freshen()`.
+4. The origin answered: `store_decision()` says whether to keep it and why not (it is
+   `storable()` plus "no freshness and no validator: useless to keep") and builds, with
+   `make_entry()`, what the store keeps (freshness lifetime and initial age fixed at that
+   point, RFC 9111 4.2). A 304 to a revalidation: `update_candidates()` (the Vary-matching
+   stored responses) -> `conditional.select_for_update()` (RFC 9111 4.3.4) ->
+   `conditional.freshen()` for each selected one (3.2); none selected -> the 304 is unusable.
    The origin failed (no answer, or 5xx): `stale_on_error()` says whether the stale
    entry may answer instead (RFC 5861 stale-if-error, the operator's bound).
 5. Headers out: `age_header()`, `CacheStatus(...).value()`.
@@ -38,23 +41,32 @@ from .fields import (
     DELTA_MAX,
     Headers,
     delta_seconds,
+    directive_args,
     directives,
     end_to_end,
     field,
+    field_lines,
     field_names,
     first,
     format_http_date,
     has_field,
+    has_validator,
     pairs,
     parse_http_date,
     split_list,
 )
 
-# RFC 9110 15.1: cacheable by default (heuristic freshness allowed). 206 is too, but the
-# store keeps complete bodies only and serves ranges from them (conditional.byte_range).
-CACHEABLE_BY_DEFAULT = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
-# Statuses whose caching rules we implement, for `must-understand` (RFC 9111 5.2.2.3).
-UNDERSTOOD = CACHEABLE_BY_DEFAULT | {302, 303, 307, 400, 403, 451, 500, 502, 503, 504}
+# RFC 9110 15.1 "heuristically cacheable" (RFC 9111 4.2.2; "cacheable by default" before).
+# 206 is one, but the store keeps complete bodies only and serves ranges from them
+# (conditional.byte_range): `storable()` refuses it ("partial", RFC 9111 3.3 allows that).
+HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
+CACHEABLE_BY_DEFAULT = HEURISTICALLY_CACHEABLE  # the RFC 7231 name
+# Statuses whose caching rules we implement, for `must-understand` (RFC 9111 5.2.2.3); not
+# 206 (partial content is never stored here).
+UNDERSTOOD = (HEURISTICALLY_CACHEABLE - {206}) | {302, 303, 307, 400, 403, 451, 500, 502, 503, 504}
+# Answers to the request's own preconditions / Range, which the cache key does not hold:
+# stored, they would answer requests without them (RFC 9111 3 never obliges storing).
+CONDITIONAL_STATUSES = frozenset({412, 416})
 STORABLE_METHODS = frozenset({"GET", "HEAD"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Never kept with a stored response: we compute Age, the shell re-frames the body.
@@ -118,11 +130,14 @@ class Entry(msgspec.Struct, frozen=True):
 def storable(method: str, req_headers: Headers, status: int, resp_headers: Headers) -> Verdict:
     """Whether a shared cache may store this response to this request (RFC 9111 3).
 
-    Reasons when not: method, status, partial, not-modified, request-no-store, no-store,
-    must-understand, private, authorization, vary-star. A HEAD response carries no body:
-    keep it only to answer HEADs or to freshen a stored GET (RFC 9111 4.3.5).
+    Reasons when not: method, status, partial, not-modified, conditional-status,
+    request-no-store, no-store, must-understand, private, authorization, vary-star. A HEAD
+    response carries no body: keep it only to answer HEADs or to freshen a stored GET
+    (RFC 9111 4.3.5). `store_decision()` adds the "is it worth keeping" rule.
     """
     method = method.upper()
+    req_headers = list(pairs(req_headers))
+    resp_headers = list(pairs(resp_headers))
     if method not in STORABLE_METHODS:
         return Verdict(False, "method")
     if not 200 <= status <= 599:
@@ -131,6 +146,8 @@ def storable(method: str, req_headers: Headers, status: int, resp_headers: Heade
         return Verdict(False, "partial")
     if status == 304:
         return Verdict(False, "not-modified")
+    if status in CONDITIONAL_STATUSES:
+        return Verdict(False, "conditional-status")
     req = directives(req_headers)
     cc = directives(resp_headers)
     if "no-store" in req:
@@ -148,20 +165,26 @@ def storable(method: str, req_headers: Headers, status: int, resp_headers: Heade
         return Verdict(False, "vary-star")  # storable, but could never be reused
     if {"public", "max-age", "s-maxage"} & cc.keys() or has_field(resp_headers, "expires"):
         return Verdict(True, "explicit")
-    if status in CACHEABLE_BY_DEFAULT:
+    if status in HEURISTICALLY_CACHEABLE:
         return Verdict(True, "default-status")
     return Verdict(False, "status")
 
 
 def stored_headers(headers: Headers, response_time: float) -> tuple[tuple[str, str], ...]:
-    """The lines to keep: end-to-end only, no Age, no qualified-`private` fields, with a Date."""
-    cc = directives(headers)
+    """The lines to keep (RFC 9111 3.1): end-to-end only (Connection and the fields it names
+    go), no Proxy-Authenticate / Proxy-Authentication-Info / Proxy-Authorization, no Age (we
+    compute it), no fields a qualified `private` names (5.2.2.7; a qualified `no-cache`'s
+    fields are kept: every reuse revalidates, see `reuse()`), and a valid Date: added when
+    missing (RFC 9110 6.6.1 MUST), the received time replacing an invalid one (6.6.1 MAY)."""
+    lines = list(pairs(headers))
+    cc = directives(lines)
     drop = set(NOT_STORED)
     if cc.get("private"):
         drop.update(field_names(cc["private"]))
-    kept = [(k, v) for k, v in end_to_end(headers) if k.lower() not in drop]
-    if not any(k.lower() == "date" for k, _ in kept):
-        kept.append(("Date", format_http_date(response_time)))  # RFC 9110 6.6.1
+    kept = [(k, v) for k, v in end_to_end(lines) if k.lower() not in drop]
+    if parse_http_date(first(kept, "date"), response_time) is None:
+        kept = [(k, v) for k, v in kept if k.lower() != "date"]
+        kept.append(("Date", format_http_date(response_time)))
     return tuple(kept)
 
 
@@ -190,12 +213,74 @@ def make_entry(
     )
 
 
+def store_decision(
+    method: str,
+    req_headers: Headers,
+    status: int,
+    resp_headers: Headers,
+    request_time: float,
+    response_time: float,
+    default_ttl: float,
+    override_ttl: float | None = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> tuple[Verdict, Entry]:
+    """Store this origin response or not, and the Entry to store: the one decision of the
+    foreground miss and of the background (stale-while-revalidate) refresh.
+
+    `storable()` (RFC 9111 3), then: a response with no freshness (lifetime <= 0) and no
+    validator could only ever be refetched, so it is not kept (RFC 9111 3 notes caches
+    need not store such responses): reason `no-freshness-no-validator`. The Entry is built
+    either way (`forwarded_status()` reads it only when stored).
+    """
+    req = list(pairs(req_headers))
+    lines = list(pairs(resp_headers))
+    verdict = storable(method, req, status, lines)
+    entry = make_entry(status, lines, request_time, response_time, default_ttl, override_ttl, policy)
+    if verdict.ok and entry.lifetime <= 0 and not has_validator(entry.headers):
+        verdict = Verdict(False, "no-freshness-no-validator")
+    return verdict, entry
+
+
 # --- freshness and age (RFC 9111 4.2) ---------------------------------------------------------
 
 
 def _date(headers: Headers, response_time: float) -> float:
-    got = parse_http_date(first(headers, "date"))
+    got = parse_http_date(first(headers, "date"), response_time)
     return response_time if got is None else got
+
+
+def generated_at(entry: Entry) -> float:
+    """When the origin generated (or last validated) a stored response: its Date, else the
+    time it was received. "Most recent" in RFC 9111 4 / 4.1 / 4.3.4 compares these."""
+    return _date(entry.headers, entry.response_time)
+
+
+def _explicit_delta(headers: Headers, name: str) -> int | None:
+    """A max-age / s-maxage value (RFC 9111 4.2.1): None when absent; 0 (stale) when invalid
+    or repeated with different values (4.2.1 allows "first occurrence" or "stale": stale is
+    the conservative reading; repeated equal values are just that value)."""
+    args = directive_args(headers, name)
+    if not args:
+        return None
+    values = {delta_seconds(a) for a in args}
+    if len(values) != 1 or None in values:
+        return 0
+    got = values.pop()
+    return got if got is not None else 0
+
+
+def has_explicit_expiration(headers: Headers) -> bool:
+    """s-maxage, max-age or Expires present, valid or not (RFC 9111 4.2.1: then no heuristic)."""
+    cc = directives(headers)
+    return "s-maxage" in cc or "max-age" in cc or has_field(headers, "expires")
+
+
+def heuristic_allowed(status: int, headers: Headers) -> bool:
+    """May a heuristic (or the customer's default TTL) give this response freshness (RFC 9111
+    4.2.2): no explicit expiration, and a heuristically cacheable status or `public`."""
+    if has_explicit_expiration(headers):
+        return False
+    return status in HEURISTICALLY_CACHEABLE or "public" in directives(headers)
 
 
 def freshness_lifetime(
@@ -209,35 +294,50 @@ def freshness_lifetime(
     """Seconds a response stays fresh (RFC 9111 4.2.1), first rule that applies:
 
     override (ARL TTL) > s-maxage > max-age > Expires - Date > heuristic (a fraction of
-    Date - Last-Modified, capped; statuses cacheable by default only) > the customer's
-    default TTL (cacheable by default only) > 0. An invalid max-age/s-maxage/Expires
-    reads as 0 (stale), as RFC 9111 4.2.1 and 5.3 advise.
+    Date - Last-Modified, capped) > the customer's default TTL > 0. The last two only when
+    `heuristic_allowed()` (4.2.2: no explicit expiration, and a heuristically cacheable
+    status or `public`). An invalid max-age/s-maxage/Expires, or one repeated with
+    different values, reads as 0 (stale), as RFC 9111 4.2.1 and 5.3 advise.
     """
     if override_ttl is not None:
         return Lifetime(max(0.0, float(override_ttl)), "override")
-    cc = directives(headers)
+    lines = list(pairs(headers))
     for name in ("s-maxage", "max-age"):
-        if name in cc:
-            return Lifetime(float(delta_seconds(cc[name]) or 0), name)
-    expires = first(headers, "expires")
-    if expires is not None:
-        at = parse_http_date(expires)
-        return Lifetime(0.0 if at is None else max(0.0, at - _date(headers, response_time)), "expires")
-    if status not in CACHEABLE_BY_DEFAULT:
+        got = _explicit_delta(lines, name)
+        if got is not None:
+            return Lifetime(float(got), name)
+    expires = field_lines(lines, "expires")
+    if expires:
+        ats = {parse_http_date(v, response_time) for v in expires}
+        at = ats.pop() if len(ats) == 1 else None  # two different Expires: stale (4.2.1)
+        return Lifetime(0.0 if at is None else max(0.0, at - _date(lines, response_time)), "expires")
+    if not heuristic_allowed(status, lines):
         return Lifetime(0.0, "none")
-    modified = parse_http_date(first(headers, "last-modified"))
+    modified = parse_http_date(first(lines, "last-modified"), response_time)
     if modified is not None:
-        span = max(0.0, _date(headers, response_time) - modified)
+        span = max(0.0, _date(lines, response_time) - modified)
         return Lifetime(min(policy.heuristic_max, span * policy.heuristic_fraction), "heuristic")
     return Lifetime(max(0.0, float(default_ttl)), "default")
 
 
+def age_value(headers: Headers) -> int:
+    """The Age a response arrived with (RFC 9111 5.1), 0 when absent or invalid.
+
+    A list (`Age: 7200, 10`, or two Age lines) counts by its first member; an invalid value
+    (not a non-negative integer) is ignored; a huge one reads as 2^31 (1.2.2)."""
+    members = split_list(field(headers, "age"))
+    if not members:
+        return 0
+    return delta_seconds(members[0]) or 0
+
+
 def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
-    """`corrected_initial_age` (RFC 9111 4.2.3): never negative."""
-    date = parse_http_date(first(headers, "date"))
+    """`corrected_initial_age` (RFC 9111 4.2.3): max(apparent_age, corrected_age_value),
+    never negative."""
+    lines = list(pairs(headers))
+    date = parse_http_date(first(lines, "date"), response_time)
     apparent = 0.0 if date is None else max(0.0, response_time - date)
-    age_value = delta_seconds(first(headers, "age")) or 0
-    corrected = age_value + max(0.0, response_time - request_time)
+    corrected = age_value(lines) + max(0.0, response_time - request_time)
     return max(apparent, corrected)
 
 
@@ -297,6 +397,9 @@ def stale_forbidden(resp_headers: Headers) -> str | None:
 
     `s-maxage` implies proxy-revalidate (5.2.2.10), unless the origin also sent an RFC 5861
     directive: asking for stale-while-revalidate / stale-if-error says stale is welcome.
+    That exception is a deliberate reading (5.2.3: extension directives act as modifiers of
+    the base ones; `s-maxage=N, stale-while-revalidate=M` is what origins send to CDNs to
+    get exactly that); an explicit must-revalidate / proxy-revalidate / no-cache still wins.
     """
     cc = directives(resp_headers)
     for name in ("no-cache", "must-revalidate", "proxy-revalidate"):
@@ -413,14 +516,26 @@ def vary_matches(resp_headers: Headers, stored_key: VaryKey | None, req_headers:
 
 
 def select_variant(req_headers: Headers, variants: Sequence[tuple[VaryKey | None, Entry, T]]) -> T | None:
-    """Among (stored key, entry, handle) variants, the most recent one this request selects."""
+    """Among (stored key, entry, handle) variants, the most recent one (by Date, RFC 9111 4.1)
+    this request selects."""
+    req_headers = list(pairs(req_headers))
     best: tuple[float, T] | None = None
     for key, entry, handle in variants:
         if vary_matches(entry.headers, key, req_headers):
-            when = _date(entry.headers, entry.response_time)
+            when = generated_at(entry)
             if best is None or when > best[0]:
                 best = (when, handle)
     return None if best is None else best[1]
+
+
+def update_candidates(
+    req_headers: Headers, variants: Sequence[tuple[VaryKey | None, Entry, T]]
+) -> list[tuple[Entry, T]]:
+    """The "initial set" of RFC 9111 4.3.4 for a 304 to this request: every stored variant
+    (stored key, entry, handle) the request could have chosen, i.e. whose Vary it matches
+    (4.1); freshness does not matter. Feed the result to `conditional.select_for_update()`."""
+    req_headers = list(pairs(req_headers))
+    return [(entry, handle) for key, entry, handle in variants if vary_matches(entry.headers, key, req_headers)]
 
 
 # --- invalidation (RFC 9111 4.4) --------------------------------------------------------------

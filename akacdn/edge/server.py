@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ssl
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -39,6 +41,7 @@ from .misslock import MissLocks
 from .purge import Purge, PurgeError, Seen, selector
 from .purgesync import PurgeSync
 from .tiers import TieredStore
+from .tls import Certificates
 
 
 class _PurgeRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -55,7 +58,7 @@ class Edge:
         self.customers = CustomerIndex(rt.net)
         self.store = TieredStore(rt)
         self.via = f"1.1 {rt.machine.id} (akacdn)"
-        self.fetcher = Fetcher(self.via, rt.state_dir / "cache")
+        self.fetcher = Fetcher(self.via, rt.state_dir / "cache", config_dir=Path(rt.net.path).parent)
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
         rt.on_reload(self.configure)
         if rt.net.edge.workers > 1:  # the misses are shared with the workers (the disk tier too)
@@ -76,12 +79,24 @@ class Edge:
         self.to_workers: Callable[[bytes, bytes], object] | None = None  # `[edge] workers` > 1
         self.purges = rt.counter("akacdn_edge_purges", "Purges applied", ("source",))
         self.purge_refused = rt.counter("akacdn_edge_purge_refused", "Purges refused", ("reason",))
+        self.cert_refused = rt.counter("akacdn_edge_certificate_refused", "TLS certificates that failed to load")
+        self.certificates = Certificates(rt.net, self._certificate_refused)
+        self.http: Http1Server | None = None
+        self._tls_listening = False
         rt.not_ready("socket", "HTTP socket not bound yet")
+
+    def _certificate_refused(self, file: str, why: str) -> None:
+        self.cert_refused.inc()
+        self.rt.log.error("certificate_refused", file=file, reason=why, kept="the certificate in use")
 
     def configure(self, net: object) -> None:
         """A reloaded config (or a release bundle applied): customers, fault injection."""
         self.customers = CustomerIndex(self.rt.net)
         self.handler.configure_faults(self.rt)
+        self.certificates.update(self.rt.net)
+        if self.certificates.enabled and not self._tls_listening and self.http is not None:
+            # the first certificate: HTTPS from now on (the handler owns and awaits the task)
+            self.handler._own(asyncio.get_running_loop().create_task(self._listen_tls()))
 
     def use_map(self, low: LowMap) -> None:
         """The low-level map's quarantines: a serial constrained to other servers is refused
@@ -191,16 +206,26 @@ class Edge:
             )
         return web.json_response(answer)
 
-    async def serve(self) -> None:
-        server = Http1Server(self.handler)
+    async def _listen(self, port: int, tls: ssl.SSLContext | None = None) -> None:
+        assert self.http is not None
         shared = self.rt.net.edge.workers > 1
         addresses = self.rt.net.service_addresses(self.rt.machine)  # IP takeover: and the peers'
         for address in addresses:
             freebind = bool(self.rt.machine.host_address)
-            await server.listen(address, self.rt.net.ports.http, reuse_port=shared, freebind=freebind)
-        self.rt.log.info("listening", addresses=addresses, port=self.rt.net.ports.http)
-        self.rt.ready("socket")
+            await self.http.listen(address, port, reuse_port=shared, freebind=freebind, tls=tls)
+        self.rt.log.info("listening", addresses=addresses, port=port, tls=tls is not None)
+
+    async def _listen_tls(self) -> None:
+        self._tls_listening = True
+        await self._listen(self.rt.net.ports.https, self.certificates.server)
+
+    async def serve(self) -> None:
+        self.http = server = Http1Server(self.handler)
         try:
+            await self._listen(self.rt.net.ports.http)
+            if self.certificates.enabled:
+                await self._listen_tls()
+            self.rt.ready("socket")
             await server.sweep()
         finally:
             await server.close()

@@ -80,6 +80,12 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._objects)
 
+    def forget_prepared(self) -> None:
+        """Drop every plain-hit answer built so far (a reload may change what they say)."""
+        for variants in self._objects.values():
+            for v in variants:
+                v.prepared = None
+
 
 class SecondRequest:
     """Admission for `cache_on_second_request`: a key is admitted the second time it is

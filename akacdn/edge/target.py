@@ -46,3 +46,18 @@ def normalize_target(target: str) -> str:
         path = "/" + path
     path = remove_dot_segments(_PCT.sub(_pct, path))
     return path + sep + _PCT.sub(_pct, query)
+
+
+HTTPS = "https:"  # what an https request's cache key target starts with
+
+
+def cache_key(customer: str, target: str, scheme: str) -> tuple[str, str]:
+    """The cache key of a request: (customer, normalised target), the scheme part of it as
+    in nginx's default key (an origin may answer http with a redirect to https: sharing
+    the stored answer would send https clients round that redirect forever)."""
+    return (customer, target) if scheme == "http" else (customer, HTTPS + target)
+
+
+def origin_target(key: tuple[str, str]) -> str:
+    """The request target a cache key stands for (what the origin is asked for)."""
+    return key[1].removeprefix(HTTPS)

@@ -1,7 +1,8 @@
 """A programmable origin for the edge's HTTP caching tests (test_edge_semantics.py).
 
-Run: `python tests/integration/semantics_origin.py ADDR PORT`. Each route answers fixed
-headers (below) and every request is counted, so a test can tell what reached the origin:
+Run: `python tests/integration/semantics_origin.py ADDR PORT [CERT KEY]` (HTTPS with CERT
+and KEY). Each route answers fixed headers (below) and every request is counted, so a
+test can tell what reached the origin:
 
     GET  /_stats  {"requests": {path: n}, "methods": {"GET /p": n}, "statuses": {path: {"200": n}},
                    "last_headers": {path: {name: value}}}   (lower-cased request headers)
@@ -24,12 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import json
 import os
+import ssl
 import sys
 import time
 from collections import Counter, defaultdict
 
+import brotli
 from aiohttp import web
 
 START = time.time()
@@ -38,6 +42,7 @@ LAST_MODIFIED_TS = 1704067200.0
 BIG = bytes(i % 251 for i in range(100 * 1024))  # /big: known bytes, for Range
 HUGE = bytes(range(256)) * (256 * 1024)  # /huge: 64 MiB, more than the edge keeps in memory
 GATED = bytes((i * 7) % 256 for i in range(1024 * 1024))  # /gated
+PAGE = b"".join(b"<p>line %d of a compressible page</p>\n" % i for i in range(400))  # /gz, /page.css
 
 
 def http_date(ts: float) -> str:
@@ -225,6 +230,67 @@ class Origin:
             return 200, cc, BIG
         if path == "/status/404":
             return 404, {**text, "Cache-Control": "max-age=60"}, b"not here\n"
+        return await self.proxy_route(req, n)
+
+    async def proxy_route(self, req: web.Request, n: int) -> tuple[int, dict[str, str], bytes]:
+        """Routes for the edge as an HTTP intermediary (test_edge_proxy.py)."""
+        path, method = req.path, req.method
+        text = {"Content-Type": "text/plain"}
+        ae = req.headers.get("Accept-Encoding", "")
+        inm = req.headers.get("If-None-Match")
+        if path == "/echo":  # what reached the origin: the request fields, as JSON
+            await req.read()
+            fields = [[k, v] for k, v in req.headers.items()]
+            return (
+                200,
+                {"Content-Type": "application/json", "Cache-Control": "no-store"},
+                json.dumps({"method": method, "fields": fields}).encode(),
+            )
+        if path == "/cors":  # answers CORS only to a request that says its Origin
+            origin = req.headers.get("Origin")
+            if method == "OPTIONS":
+                allow = {"Access-Control-Allow-Methods": "GET, PUT", "Access-Control-Max-Age": "600"}
+                if origin:
+                    allow["Access-Control-Allow-Origin"] = origin
+                    allow["Access-Control-Allow-Headers"] = req.headers.get("Access-Control-Request-Headers", "")
+                return 204, allow, b""
+            out = {**text, "Cache-Control": "max-age=60", "Vary": "Origin"}
+            if origin:
+                out["Access-Control-Allow-Origin"] = origin
+            return 200, out, f"cors #{n}\n".encode()
+        if path == "/gz":  # compresses as the client accepts, and says it varies
+            cc = {"Content-Type": "text/html", "Cache-Control": "max-age=60", "Vary": "Accept-Encoding"}
+            if "br" in ae:
+                return 200, {**cc, "Content-Encoding": "br", "ETag": '"gz-br"'}, brotli.compress(PAGE)
+            if "gzip" in ae:
+                return 200, {**cc, "Content-Encoding": "gzip", "ETag": '"gz-gzip"'}, gzip.compress(PAGE)
+            return 200, {**cc, "ETag": '"gz-id"'}, PAGE
+        if path == "/gz-novary":  # gzip whatever the client accepts, without Vary (a careless origin)
+            cc = {"Content-Type": "text/html", "Cache-Control": "max-age=60", "ETag": '"nv-1"'}
+            return 200, {**cc, "Content-Encoding": "gzip"}, gzip.compress(PAGE)
+        if path in ("/page.css", "/no-transform", "/photo.jpg"):  # uncompressed: the edge may compress
+            cc = "max-age=60, no-transform" if path == "/no-transform" else "max-age=60"
+            kind = "image/jpeg" if path == "/photo.jpg" else "text/css; charset=utf-8"
+            return 200, {"Content-Type": kind, "Cache-Control": cc, "ETag": '"css-1"'}, PAGE
+        if path == "/empty":
+            return 204, {"Cache-Control": "max-age=60"}, b""
+        if path == "/aged":  # the origin (a cache itself) says it is already 2 hours old, as a list
+            return 200, {**text, "Cache-Control": "max-age=10000", "Age": "7200, 10"}, b"aged\n"
+        if path == "/etag-change":  # a 304 whose ETag is not the stored one must not freshen it
+            cc = {**text, "Cache-Control": "max-age=1"}
+            if n == 1:
+                return 200, {**cc, "ETag": '"a"'}, b"version a\n"
+            if inm:
+                return 304, {**cc, "ETag": '"b"'}, b""
+            return 200, {**cc, "ETag": '"b"'}, b"version b\n"
+        if path == "/reval-update":  # a 304 brings new fields (RFC 9111 3.2)
+            if inm == '"r1"':
+                return 304, {"Cache-Control": "max-age=60", "ETag": '"r1"', "X-Version": str(n)}, b""
+            return 200, {**text, "Cache-Control": "max-age=1", "ETag": '"r1"', "X-Version": "1"}, b"reval body\n"
+        if path == "/scheme":  # redirects http to https, as so many sites do
+            if req.headers.get("X-Forwarded-Proto") != "https":
+                return 301, {**text, "Location": f"https://{req.host}/scheme"}, b"use https\n"
+            return 200, {**text, "Cache-Control": "max-age=60"}, b"secure\n"
         if path == "/teapot":
             return 418, text, f"teapot #{n}\n".encode()
         return 404, text, b"no such route\n"
@@ -232,13 +298,17 @@ class Origin:
 
 def main() -> None:
     addr, port = sys.argv[1], int(sys.argv[2])
+    tls = None
+    if len(sys.argv) == 5:  # CERT KEY: serve HTTPS (an https origin)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(sys.argv[3], sys.argv[4])
     origin = Origin()
     app = web.Application()
     app.router.add_get("/_stats", origin.stats)
     app.router.add_post("/_{what}", origin.control)
     app.router.add_route("*", "/{tail:.*}", origin.handle)
     print(json.dumps({"event": "listening", "address": addr, "port": port}), flush=True)
-    web.run_app(app, host=addr, port=port, access_log=None, print=None, handle_signals=True)
+    web.run_app(app, host=addr, port=port, access_log=None, print=None, handle_signals=True, ssl_context=tls)
 
 
 if __name__ == "__main__":

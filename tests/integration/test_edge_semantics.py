@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tomli_w
 
-from akacdn.devnet.network import Layout, write_config
+from akacdn.devnet.network import Layout, Tweak, write_config
 from akacdn.devnet.supervisor import http_get
 
 from .conftest import Proc, _nets, curl, poll, wait_for
@@ -113,6 +112,7 @@ class Sem:
     origin: str
     origin_proc: Proc
     edge_proc: Proc
+    config: Path = Path()  # the network file
 
     @property
     def origin_url(self) -> str:
@@ -184,38 +184,64 @@ def _wait_ready(url: str, proc: Proc, what: str, timeout: float = 20.0) -> None:
         pytest.fail(f"{what} not ready at {url} (exit code {proc.popen.poll()}):\n{proc.text()[-3000:]}")
 
 
-def start_sem(tmp_path: Path, net: int, procs: Callable[..., Proc], workers: int = 1, disk_bytes: int = 0) -> Sem:
+def start_sem(
+    tmp_path: Path,
+    net: int,
+    procs: Callable[..., Proc],
+    workers: int = 1,
+    disk_bytes: int = 0,
+    tweak: Tweak | None = None,
+    origin_tls: tuple[Path, Path] | None = None,
+) -> Sem:
     """A semantics origin and one edge (with `workers` processes) in front of it, on fresh
-    state; the procs fixture stops both, also when the test failed."""
+    state; the procs fixture stops both, also when the test failed. `tweak` changes the
+    network and customers documents last; `origin_tls` (certificate, key): an https origin."""
     lay = Layout(net=net, dns_port=53, http_port=8080)
-    config = write_config(tmp_path / "net", lay)
-    edge = f"workers = {workers}\n" + (f"disk_bytes = {disk_bytes}\n" if disk_bytes else "")
-    config.write_text(config.read_text() + f"\n[edge]\n{edge}")
-    customers = {
-        "customers": [
+    scheme = "https" if origin_tls else "http"
+
+    def base(network: dict, customers: dict) -> None:
+        network["edge"]["workers"] = workers
+        if disk_bytes:
+            network["edge"]["disk_bytes"] = disk_bytes
+        customers["customers"] = [
             {
                 "name": "sem",
                 "serial": SERIAL,
                 "hostnames": [HOST],
-                "origin": f"http://{lay.origin}:{lay.http_port}",
+                "origin": f"{scheme}://{lay.origin}:{lay.http_port}",
                 "default_ttl": 300,
             }
         ]
-    }
-    (config.parent / "customers.toml").write_text(tomli_w.dumps(customers))
+        if tweak is not None:
+            tweak(network, customers)
+
+    config = write_config(tmp_path / "net", lay, base)
+    tls_args = [str(p) for p in origin_tls] if origin_tls else []
     origin = procs(
         "origin",
-        [sys.executable, str(HERE / "semantics_origin.py"), lay.origin, str(lay.http_port)],
+        [sys.executable, str(HERE / "semantics_origin.py"), lay.origin, str(lay.http_port), *tls_args],
         tmp_path / "origin.log",
     )
-    _wait_ready(f"http://{lay.origin}:{lay.http_port}/_stats", origin, "the origin")
+    if origin_tls:
+
+        def accepting() -> bool:
+            try:
+                socket.create_connection((lay.origin, lay.http_port), timeout=1).close()
+                return True
+            except OSError:
+                return origin.popen.poll() is not None
+
+        ok = poll(accepting, 20, every=0.1)
+        assert ok and origin.popen.poll() is None, f"the https origin did not start:\n{origin.text()[-3000:]}"
+    else:
+        _wait_ready(f"http://{lay.origin}:{lay.http_port}/_stats", origin, "the origin")
     edge = procs(
         "edge",
         [sys.executable, "-m", "akacdn", "edge", "--config", str(config), "--machine", "r1-e1"],
         tmp_path / "edge.log",
     )
     _wait_ready(f"http://{lay.edge(1, 1)}:9400/readyz", edge, "the edge")
-    return Sem(lay, lay.edge(1, 1), lay.origin, origin, edge)
+    return Sem(lay, lay.edge(1, 1), lay.origin, origin, edge, config)
 
 
 @pytest.fixture
