@@ -40,6 +40,7 @@ from .fetch import Client, Fetcher, OriginError, OriginResponse
 from .fields import Headers, directives, field, has_field
 from .forwarding import apply_rules, max_forwards_exhausted
 from .hit import Prepared
+from .hitfile import MIN_BODY, HitFile
 from .message import Body, BodyStream, FileBody, Request, Response
 from .misslock import Hold, MissLocks
 from .report import SerialCounts
@@ -139,6 +140,7 @@ class Handler:
         self.recovery = rt.recovery
         if self.recovery is not None:
             self.recovery.summary = self.summarize
+        self.hit_dir = rt.state_dir / "cache"  # where large hits' files live (unnamed)
         self.barred: dict[int, str] = {}  # serial -> why (the low-level map's quarantines)
         self.injector: Injector | None = None
         self.configure_faults(rt)
@@ -177,7 +179,9 @@ class Handler:
         self._plain[memo] = got
         return got
 
-    def plain_hit(self, head: bool, host: str, target: str, now: float, scheme: str = "http") -> list[bytes] | None:
+    def plain_hit(
+        self, head: bool, host: str, target: str, now: float, scheme: str = "http"
+    ) -> list[bytes] | HitFile | None:
         """The answer to a plain GET/HEAD (no conditional, range or cache directives) when a
         fresh stored response that does not vary answers it; else None (the full flow)."""
         plain = self._plain_key(host, target, scheme)
@@ -196,6 +200,14 @@ class Handler:
             p = v.prepared = self._prepare(plain[0], v.entry, v.body)
         if not p.plain:
             return None
+        if p.file is not None and not head and scheme == "http":  # sendfile: no TLS in between
+            sendable = p.sendable(now)
+            if sendable is None:
+                return None
+            self.served += 1
+            self._hit.inc()
+            self.counts.record(plain[0].serial, "HIT", p.entry.status, len(p.body))
+            return sendable
         tail = p.tail(now)
         if tail is None:
             return None
@@ -214,6 +226,11 @@ class Handler:
         p = Prepared(entry, body, self.via, self.machine)
         if encoding.content_coding(entry.headers) is not None:
             p.plain = False
+        elif len(p.body) >= MIN_BODY and p.plain:
+            try:
+                p.file = HitFile(self.hit_dir, p.head, p.body)
+            except OSError as e:  # no file: the hit is written from memory
+                self.rt.log.limited("hit_file_failed", error=str(e))
         return p
 
     async def close(self) -> None:

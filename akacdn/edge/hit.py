@@ -21,6 +21,7 @@ import math
 from http import HTTPStatus
 
 from .fields import DELTA_MAX, directives
+from .hitfile import HitFile
 from .rfc9111 import Entry
 
 # request fields after which the answer is not the plain hit: the full flow decides
@@ -63,7 +64,7 @@ def status_line(status: int) -> bytes:
 class Prepared:
     """A stored variant's plain-hit answer: the head without `Age` and `Cache-Status`."""
 
-    __slots__ = ("head", "body", "entry", "plain", "_age", "_ttl", "_tail")
+    __slots__ = ("head", "body", "entry", "plain", "_age", "_ttl", "_tail", "file")
 
     def __init__(self, entry: Entry, body: bytes, via: str, machine: str) -> None:
         self.entry = entry
@@ -81,6 +82,17 @@ class Prepared:
         self._age = -1
         self._ttl = 0
         self._tail = b""
+        self.file: HitFile | None = None  # the whole answer in a file, for sendfile (large bodies)
+
+    def sendable(self, now: float) -> HitFile | None:
+        """The answer's file with its tail at `now` (None once not fresh)."""
+        e = self.entry
+        age = e.initial_age + (now - e.response_time if now > e.response_time else 0.0)
+        left = e.lifetime - age
+        if left <= 0 or self.file is None:
+            return None
+        self.file.show(min(int(age), DELTA_MAX), math.floor(left))
+        return self.file
 
     def tail(self, now: float) -> bytes | None:
         """`Age`, `Cache-Status` and the end of the head at `now`; None once not fresh."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import os
 import socket
 import ssl
 import time
@@ -27,6 +28,7 @@ import httptools
 from ..sockets import bound
 from .handler import Handler
 from .hit import NOT_PLAIN, has_content, has_content_length, status_line
+from .hitfile import HitFile
 from .message import BodyStream, BodyStreamError, FileBody, Request, Response
 
 MAX_LINE = 8190  # request target, and each field line
@@ -90,6 +92,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
+        self.fd = -1  # the socket's, for sendfile
         self.queue: collections.deque[tuple[Request, bool]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
         self.ticks = 0
@@ -225,7 +228,10 @@ class Connection(asyncio.Protocol):
             out = self.handler.plain_hit(method == b"HEAD", host, url, time.time(), self.scheme)
             if out is not None:
                 assert self.transport is not None
-                self.transport.writelines(out)
+                if out.__class__ is list:
+                    self.transport.writelines(out)  # type: ignore[arg-type]
+                else:
+                    self._send_hit_file(out)  # type: ignore[arg-type]
                 return
         url, body = self.url.decode("latin-1"), b"".join(self.body)
         req = Request(method.decode("ascii"), url, self.fields, self.remote, body, self.scheme)
@@ -234,6 +240,26 @@ class Connection(asyncio.Protocol):
             self.task = asyncio.get_running_loop().create_task(self._answer_queue())
         elif len(self.queue) >= MAX_PIPELINE and self.transport is not None:
             self.transport.pause_reading()
+
+    def _send_hit_file(self, hit: HitFile) -> None:
+        """A large plain hit: the kernel sends its file (sendfile, no copy through Python)
+        when nothing else waits to be written; what it could not take, and everything when
+        something waits, goes through the transport's buffer in order."""
+        t = self.transport
+        assert t is not None
+        sent = 0
+        if t.get_write_buffer_size() == 0:
+            if self.fd < 0:
+                self.fd = t.get_extra_info("socket").fileno()
+            try:
+                sent = os.sendfile(self.fd, hit.fd, 0, hit.size)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the client went away
+                self._close()
+                return
+        if sent < hit.size:
+            t.write(os.pread(hit.fd, hit.size - sent, sent))
 
     # -- answering -------------------------------------------------------------------------
     def _refuse(self, e: Refused) -> None:

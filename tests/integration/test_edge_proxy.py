@@ -294,3 +294,21 @@ def net() -> int:
     from .conftest import _nets
 
     return next(_nets)
+
+
+def test_a_large_hit_is_sent_from_its_file_whole_and_well_framed(proxy: Sem) -> None:
+    """A 100 KiB plain hit goes out by sendfile(2) from a file holding the whole answer."""
+    from .test_edge_semantics import BIG
+
+    first = proxy.get("/big")
+    assert first.status == 200 and first.body == BIG, str(first)
+    for _ in range(3):
+        raw = raw_get(proxy, "/big")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert body == BIG, f"{len(body)} bytes"
+        lines = head.split(b"\r\n")
+        assert b"Content-Length: %d" % len(BIG) in lines, head
+        age = next(line for line in lines if line.startswith(b"Age:"))
+        assert age.split(b":", 1)[1].strip().isdigit(), age
+        assert b"X-Cache: HIT" in lines and b"Strict-Transport-Security: max-age=300" in lines, head
+    assert proxy.count("/big") == 1
