@@ -144,6 +144,7 @@ class Runtime:
         self.component = component
         self.log = Log(component, machine.id, machine.region)
         self.registry = CollectorRegistry()
+        self.before_scrape: list[Callable[[], None]] = []
         self.exposed: Any = self.registry  # what /metrics shows: a parent adds its workers' in
         # the machine's own fixed address: its service address may move to a buddy (takeover)
         self.own_address = machine.host_address or machine.address
@@ -247,6 +248,8 @@ class Runtime:
     async def _metrics(self, _: web.Request) -> web.Response:
         from aiohttp import web
 
+        for flush in self.before_scrape:  # counts kept outside the registry on hot paths
+            flush()
         body = generate_latest(self.exposed)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -120,6 +120,7 @@ class Edge:
         return True, load, ""
 
     def refresh_gauges(self) -> None:
+        self.handler.flush()
         self.objects.set(len(self.store.memory))
         self.bytes.set(self.store.memory.used)
         self.disk_objects.set(len(self.store.disk))
