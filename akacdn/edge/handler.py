@@ -126,6 +126,7 @@ class Handler:
         self.policy = Policy(stale_if_error=rt.net.edge.stale_if_error)
         self.requests = rt.counter("akacdn_edge_requests", "Requests by outcome", ("outcome",))
         self.refused = rt.counter("akacdn_edge_refused", "Requests refused", ("reason",))
+        self.file_waits = rt.counter("akacdn_edge_hit_file_waits", "Large hits sent as a slow client took them")
         self.served = 0
         self.counts = SerialCounts()
         self.second = SecondRequest()

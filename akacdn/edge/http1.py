@@ -93,6 +93,8 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
         self.fd = -1  # the socket's, for sendfile
+        self._sending: tuple[HitFile, int] | None = None  # a large hit's file, sent up to here
+        self._writer_fd = -1
         self.queue: collections.deque[tuple[Request, bool]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
         self.ticks = 0
@@ -122,6 +124,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.closing = True
+        if self._sending is not None:
+            self._sent()
         if self.task is not None:
             self.task.cancel()
         if self._can_write is not None and not self._can_write.done():
@@ -242,24 +246,51 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _send_hit_file(self, hit: HitFile) -> None:
-        """A large plain hit: the kernel sends its file (sendfile, no copy through Python)
-        when nothing else waits to be written; what it could not take, and everything when
-        something waits, goes through the transport's buffer in order."""
+        """A large plain hit: the kernel sends its file (sendfile, no copy through Python).
+        What the socket cannot take at once is sent as it drains (`_send_more`), with the
+        connection held as if its buffer were full: no other answer is written meanwhile.
+        When something already waits in the transport's buffer, the file is copied behind it."""
         t = self.transport
         assert t is not None
-        sent = 0
-        if t.get_write_buffer_size() == 0:
-            if self.fd < 0:
-                self.fd = t.get_extra_info("socket").fileno()
-            try:
-                sent = os.sendfile(self.fd, hit.fd, 0, hit.size)
-            except BlockingIOError:
-                sent = 0
-            except OSError:  # the client went away
-                self._close()
-                return
-        if sent < hit.size:
-            t.write(os.pread(hit.fd, hit.size - sent, sent))
+        if t.get_write_buffer_size() != 0:
+            t.write(os.pread(hit.fd, hit.size, 0))
+            return
+        if self.fd < 0:
+            self.fd = t.get_extra_info("socket").fileno()
+        self._sending = (hit, 0)
+        if not self._send_more():
+            self.handler.file_waits.inc()
+            loop = asyncio.get_running_loop()
+            self._can_write = loop.create_future()  # the pipeline waits (see `_drained`)
+            t.pause_reading()
+            self._writer_fd = os.dup(self.fd)  # the transport owns `fd` in the loop: watch a twin
+            loop.add_writer(self._writer_fd, self._send_more)
+
+    def _send_more(self) -> bool:
+        """Send what the socket takes of the file being sent; True once it is all sent (or
+        the connection failed and was closed)."""
+        assert self._sending is not None
+        hit, at = self._sending
+        try:
+            while at < hit.size:
+                at += os.sendfile(self.fd, hit.fd, at, hit.size - at)
+        except BlockingIOError:
+            self._sending = (hit, at)
+            return False
+        except OSError:  # the client went away
+            self._sent()
+            self._close()
+            return True
+        self._sent()
+        return True
+
+    def _sent(self) -> None:
+        self._sending = None
+        if self._writer_fd >= 0:
+            asyncio.get_running_loop().remove_writer(self._writer_fd)
+            os.close(self._writer_fd)
+            self._writer_fd = -1
+            self.resume_writing()  # what `pause_writing` stopped goes on
 
     # -- answering -------------------------------------------------------------------------
     def _refuse(self, e: Refused) -> None:

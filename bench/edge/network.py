@@ -20,6 +20,7 @@ from bench.dns.network import write_network
 
 NET = 78  # second octet: 127.78.x.y (bench/dns uses 127.77, devnet 127.0)
 PORT = 8080
+TLS_PORT = 8443
 BASE_DOMAIN = "akacdn.test"
 REGION = "r1"
 EDGE_ID = "r1-e1"
@@ -58,7 +59,9 @@ def customers(origin: str) -> dict[str, object]:
     return {"customers": [{"name": "bench", "serial": SERIAL, "hostnames": [HOST], "origin": origin}]}
 
 
-def write_config(directory: Path, origin: str, workers: int = 1) -> tuple[Path, int, list[str]]:
+def write_config(
+    directory: Path, origin: str, workers: int = 1, tls: tuple[Path, Path] | None = None
+) -> tuple[Path, int, list[str]]:
     """Write network.toml and customers.toml (no key files: the edge needs none) for
     `workers` edge processes:
     `[edge] workers = N` when N > 1 and the config loader accepts it. Returns (network
@@ -67,7 +70,10 @@ def write_config(directory: Path, origin: str, workers: int = 1) -> tuple[Path, 
     pub = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     (directory / "customers.toml").write_text(tomli_w.dumps(customers(origin)))
     base = base_config(pub, secrets.token_hex(32))
-    optional: dict[str, object] = {"edge": {"workers": workers}} if workers > 1 else {}
+    if tls is not None:  # the network's certificate: the edge listens for HTTPS on TLS_PORT
+        base["ports"]["https"] = TLS_PORT  # type: ignore[index]
+        base["edge"] = {"tls_cert": str(tls[0]), "tls_key": str(tls[1])}
+    optional: dict[str, object] = {"edge": {**base.get("edge", {}), "workers": workers}} if workers > 1 else {}  # type: ignore[dict-item]
     path, notes = write_network(directory, f"network-w{workers}.toml", base, optional)
     got = tomllib.loads(path.read_text()).get("edge", {}).get("workers", 1)
     if got != workers:

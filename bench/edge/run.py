@@ -35,6 +35,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from akacdn.devnet import certs
 from bench.dns.run import _machine_busy
 
 from ..common import (
@@ -51,8 +52,13 @@ from .system import say
 
 CACHES = ("nginx", "varnish", "akacdn")
 ADDR = {"nginx": network.NGINX_ADDR, "varnish": network.VARNISH_ADDR, "akacdn": network.EDGE_ADDR}
-SIZES = {"1 KiB": 1024, "100 KiB": 100 * 1024}
+SIZES = {"1 KiB": 1024, "100 KiB": 100 * 1024, "1 MiB": 2**20}
+# over HTTPS (nginx and akacdn: Varnish has no TLS): keep-alive 1 KiB hits, and a new
+# connection, so a full TLS handshake, for every request (wrk with `Connection: close`)
+TLS_ROWS = {"TLS 1 KiB": ((), 1024), "TLS handshake": (("Connection: close",), 1024)}
+TLS_CACHES = ("nginx", "akacdn")
 PORT = network.PORT
+TLS_PORT = network.TLS_PORT
 
 
 @dataclass
@@ -79,6 +85,9 @@ class Bench:
         self.rows: list[dict[str, object]] = []
         self.stampedes: list[dict[str, object]] = []
         self.origin_url = f"http://{network.ORIGIN_ADDR}:{PORT}"
+        # one local CA and certificate (ECDSA P-256) for both servers' HTTPS listeners
+        names = [network.HOST, network.EDGE_ADDR, network.NGINX_ADDR]
+        self.tls = certs.leaf(tmp / "tls", "bench", names)
 
     # origin --------------------------------------------------------------------------
     def start_origin(self) -> None:
@@ -104,13 +113,14 @@ class Bench:
         processes = rnd
         env = None
         if kind == "nginx":
-            argv = peers.nginx_argv(peers.nginx_conf(d, addr, PORT, f"{network.ORIGIN_ADDR}:{PORT}", rnd))
+            tls = (*self.tls, TLS_PORT)
+            argv = peers.nginx_argv(peers.nginx_conf(d, addr, PORT, f"{network.ORIGIN_ADDR}:{PORT}", rnd, tls))
         elif kind == "varnish":
             vcl = peers.varnish_vcl(d, network.ORIGIN_ADDR, PORT)
             argv = peers.varnish_argv(d, addr, PORT, vcl, rnd)
             processes = 1  # one process (plus its manager); the round sets its thread pools
         else:
-            path, processes, notes = network.write_config(d, self.origin_url, rnd)
+            path, processes, notes = network.write_config(d, self.origin_url, rnd, self.tls)
             exe = Path(sys.executable).with_name("akacdn")
             argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "akacdn"]
             argv += ["edge", "--config", str(path), "--machine", network.EDGE_ID]
@@ -152,7 +162,10 @@ class Bench:
             problems.append(f"{path}: the origin saw {seen} requests for 3 requests (expected 1: hits after the first)")
         return problems
 
-    def measure(self, c: Cache, label: str, size: int, warm: bool = True) -> dict[str, object]:
+    def measure(
+        self, c: Cache, label: str, size: int, warm: bool = True, tls: tuple[str, ...] | None = None
+    ) -> dict[str, object]:
+        """One wrk run against one object; `tls`: over HTTPS, with these extra fields."""
         a = self.args
         path = f"/obj/{c.kind}{c.round}-{size}"
         row: dict[str, object] = {
@@ -168,16 +181,17 @@ class Bench:
         }
         if warm:
             row["notes"] += self.warm(c, path, size)  # type: ignore[operator]
-        url = f"http://{c.address}:{PORT}{path}"
+        url = f"http://{c.address}:{PORT}{path}" if tls is None else f"https://{c.address}:{TLS_PORT}{path}"
+        extra = tls or ()
         if a.warmup > 0:
-            wrk.run(url, network.HOST, a.connections, a.warmup, a.threads)
+            wrk.run(url, network.HOST, a.connections, a.warmup, a.threads, extra)
         origin0 = self.origin_count()
         cpu0, _ = system.tree_cpu(c.pid)
         busy0, t0 = _machine_busy(), time.monotonic()
-        r, out = wrk.run(url, network.HOST, a.connections, a.seconds, a.threads)
+        r, out = wrk.run(url, network.HOST, a.connections, a.seconds, a.threads, extra)
         cpu1, nprocs = system.tree_cpu(c.pid)
         busy1, t1 = _machine_busy(), time.monotonic()
-        (self.tmp / f"wrk-{c.kind}-{c.round}-{size}.out").write_text(out)
+        (self.tmp / f"wrk-{c.kind}-{c.round}-{label.replace(' ', '_')}.out").write_text(out)
         server_cpu = cpu1 - cpu0
         origin_during = self.origin_count() - origin0
         other = max(0.0, busy1 - busy0 - server_cpu - r.client_cpu)
@@ -252,18 +266,22 @@ class Bench:
                         self.procs.stop(f"{kind}-{rnd}")
                         say(f"{kind} ({rnd} process(es)) not measured: {e}")
                         self.notes.append(f"{kind} ({rnd}-process round) not measured: {gist(e)}")
-                for label, size in SIZES.items():
-                    if label not in a.objects:
-                        continue
+                rows: list[tuple[str, int, tuple[str, ...] | None]] = [
+                    (label, size, None) for label, size in SIZES.items() if label in a.objects
+                ]
+                rows += [(label, size, extra) for label, (extra, size) in TLS_ROWS.items() if label in a.objects]
+                for label, size, tls in rows:
                     for rep in range(1, a.repeat + 1):
                         for c in caches:
+                            if tls is not None and c.kind not in TLS_CACHES:
+                                continue
                             say(
                                 f"{report.LABEL[c.kind]:<17} {label:>7} {rnd} proc: "
                                 f"wrk -c{a.connections} {a.seconds:g}s"
                                 + (f" (repeat {rep}/{a.repeat})" if a.repeat > 1 else "")
                                 + " ..."
                             )
-                            row = self.measure(c, label, size, warm=rep == 1)
+                            row = self.measure(c, label, size, warm=rep == 1 and tls is None, tls=tls)
                             row["repeat"] = rep
                             self.rows.append(row)
                             say("  " + report.one_line(row))
@@ -315,7 +333,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=csv_arg(int), default=[1, 2], help="server process counts (default 1,2)")
     p.add_argument("--caches", type=csv_arg(str, CACHES), default=list(CACHES), help="default nginx,varnish,akacdn")
     p.add_argument(
-        "--objects", type=csv_arg(str, tuple(SIZES)), default=list(SIZES), help="'1 KiB','100 KiB' (default both)"
+        "--objects",
+        type=csv_arg(str, (*SIZES, *TLS_ROWS)),
+        default=[*SIZES, *TLS_ROWS],
+        help="'1 KiB','100 KiB','1 MiB','TLS 1 KiB','TLS handshake' (default all)",
     )
     p.add_argument("--repeat", type=int, default=1, help="measured runs per cache, taking turns; median kept")
     p.add_argument("--connections", type=int, default=50, help="wrk -c: open connections (default 50)")

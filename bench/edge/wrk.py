@@ -69,7 +69,12 @@ def parse(out: str) -> Result:
     return r
 
 
-def argv(url: str, host: str, connections: int, duration: float, threads: int = 1) -> list[str]:
+def argv(
+    url: str, host: str, connections: int, duration: float, threads: int = 1, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """wrk's command line; `extra`: more request fields (e.g. `Connection: close`, which makes
+    wrk open, and over https handshake, a new connection for every request)."""
+    fields = [arg for f in extra for arg in ("-H", f)]
     return [
         "wrk",
         f"-t{threads}",
@@ -80,15 +85,18 @@ def argv(url: str, host: str, connections: int, duration: float, threads: int = 
         "5s",
         "-H",
         f"Host: {host}",
+        *fields,
         url,
     ]
 
 
-def run(url: str, host: str, connections: int, duration: float, threads: int = 1) -> tuple[Result, str]:
+def run(
+    url: str, host: str, connections: int, duration: float, threads: int = 1, extra: tuple[str, ...] = ()
+) -> tuple[Result, str]:
     """Run wrk to the end; returns the parsed result and wrk's output."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(
-        argv(url, host, connections, duration, threads), capture_output=True, text=True, timeout=duration + 60
+        argv(url, host, connections, duration, threads, extra), capture_output=True, text=True, timeout=duration + 60
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = p.stdout + p.stderr

@@ -42,6 +42,7 @@ LAST_MODIFIED_TS = 1704067200.0
 BIG = bytes(i % 251 for i in range(100 * 1024))  # /big: known bytes, for Range
 HUGE = bytes(range(256)) * (256 * 1024)  # /huge: 64 MiB, more than the edge keeps in memory
 GATED = bytes((i * 7) % 256 for i in range(1024 * 1024))  # /gated
+MIB = bytes((i * 13) % 256 for i in range(2**20))  # /mib
 PAGE = b"".join(b"<p>line %d of a compressible page</p>\n" % i for i in range(400))  # /gz, /page.css
 
 
@@ -272,6 +273,8 @@ class Origin:
             cc = "max-age=60, no-transform" if path == "/no-transform" else "max-age=60"
             kind = "image/jpeg" if path == "/photo.jpg" else "text/css; charset=utf-8"
             return 200, {"Content-Type": kind, "Cache-Control": cc, "ETag": '"css-1"'}, PAGE
+        if path == "/mib":  # 1 MiB: more than a socket takes at once
+            return 200, {"Content-Type": "application/octet-stream", "Cache-Control": "max-age=60"}, MIB
         if path == "/empty":
             return 204, {"Cache-Control": "max-age=60"}, b""
         if path == "/aged":  # the origin (a cache itself) says it is already 2 hours old, as a list

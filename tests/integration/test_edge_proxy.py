@@ -19,7 +19,9 @@ from pathlib import Path
 import brotli
 import pytest
 
-from .conftest import Proc, curl
+from akacdn.devnet.supervisor import http_get
+
+from .conftest import Proc, curl, poll
 from .test_edge_semantics import HOST, Resp, Sem, start_sem
 
 PAGE = b"".join(b"<p>line %d of a compressible page</p>\n" % i for i in range(400))  # the origin's
@@ -312,3 +314,34 @@ def test_a_large_hit_is_sent_from_its_file_whole_and_well_framed(proxy: Sem) -> 
         assert age.split(b":", 1)[1].strip().isdigit(), age
         assert b"X-Cache: HIT" in lines and b"Strict-Transport-Security: max-age=300" in lines, head
     assert proxy.count("/big") == 1
+
+
+def test_pipelined_answers_keep_their_order_behind_a_large_hit(proxy: Sem) -> None:
+    """A 1 MiB hit the socket cannot take at once is sent as the client reads; the answers
+    pipelined behind it wait for it (a client reading slowly)."""
+    mib = bytes((i * 13) % 256 for i in range(2**20))
+    assert proxy.get("/mib").body == mib
+    assert proxy.get("/mib").hit
+    mib_req, fresh_req = (f"GET {p} HTTP/1.1\r\nHost: {HOST}\r\n\r\n" for p in ("/mib", "/fresh"))
+    ask = mib_req * 5 + fresh_req + mib_req  # 5 MiB: more than a socket's largest send buffer (4 MiB)
+    with socket.create_connection((proxy.edge, proxy.lay.http_port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small window, not read yet:
+        s.sendall(ask.encode() + f"GET /fresh HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        waited = poll(lambda: file_waits(proxy) >= 1, 10)  # the edge cannot send 1 MiB at once
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert waited, "the large hit waited for the client to read"
+    bodies = []
+    while out:
+        head, _, rest = out.partition(b"\r\n\r\n")
+        length = next(int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length"))
+        bodies.append(rest[:length])
+        out = rest[length:]
+    assert bodies == [mib] * 5 + [b"fresh body\n", mib, b"fresh body\n"], [len(b) for b in bodies]
+
+
+def file_waits(sem: Sem) -> float:
+    metrics = http_get(f"http://{sem.edge}:9400/metrics", timeout=5)[1].decode()
+    waits = [line for line in metrics.splitlines() if line.startswith("akacdn_edge_hit_file_waits_total")]
+    return float(waits[0].split()[-1]) if waits else 0.0
