@@ -22,7 +22,7 @@ import pytest
 from akacdn.devnet.supervisor import http_get
 
 from .conftest import Proc, curl, poll
-from .test_edge_semantics import HOST, Resp, Sem, start_sem
+from .test_edge_semantics import HOST, Resp, Sem, raw_request, start_sem
 
 PAGE = b"".join(b"<p>line %d of a compressible page</p>\n" % i for i in range(400))  # the origin's
 BROWSER_AE = "gzip, deflate, br, zstd"
@@ -214,20 +214,10 @@ def test_the_edge_compresses_what_the_origin_sends_uncompressed(proxy: Sem) -> N
 # --- conformance --------------------------------------------------------------------------------
 
 
-def raw_get(sem: Sem, path: str, method: str = "GET") -> bytes:
-    """The exact bytes of an answer (curl forgives framing errors; strict clients do not)."""
-    with socket.create_connection((sem.edge, sem.lay.http_port), timeout=5) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
-
-
 def test_a_stored_204_is_served_without_body_or_content_length(proxy: Sem) -> None:
     for _ in range(3):
         for method in ("GET", "HEAD"):
-            raw = raw_get(proxy, "/empty", method)
+            raw = raw_request(proxy, "/empty", method)
             head, _, body = raw.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 204"), raw
             assert b"content-length" not in head.lower() and b"transfer-encoding" not in head.lower(), raw
@@ -305,7 +295,7 @@ def test_a_large_hit_is_sent_from_its_file_whole_and_well_framed(proxy: Sem) -> 
     first = proxy.get("/big")
     assert first.status == 200 and first.body == BIG, str(first)
     for _ in range(3):
-        raw = raw_get(proxy, "/big")
+        raw = raw_request(proxy, "/big")
         head, _, body = raw.partition(b"\r\n\r\n")
         assert body == BIG, f"{len(body)} bytes"
         lines = head.split(b"\r\n")

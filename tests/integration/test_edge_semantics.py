@@ -405,14 +405,20 @@ def test_client_conditionals_are_answered_from_cache(sem: Sem) -> None:
 # --- 6. HEAD ------------------------------------------------------------------------------------
 
 
-def _raw_head(sem: Sem, path: str) -> bytes:
-    """Everything the edge sends for one HEAD (Connection: close): headers and anything after them."""
+def raw_request(sem: Sem, path: str, method: str = "GET") -> bytes:
+    """Every byte the edge sends for one request (Connection: close): curl forgives framing
+    errors, strict clients do not."""
     with socket.create_connection((sem.edge, sem.lay.http_port), timeout=5) as s:
-        s.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
         out = b""
         while chunk := s.recv(65536):
             out += chunk
     return out
+
+
+def _raw_head(sem: Sem, path: str) -> bytes:
+    """Everything the edge sends for one HEAD: headers and anything after them."""
+    return raw_request(sem, path, "HEAD")
 
 
 def test_head_has_the_get_headers_and_no_body_from_cache(sem: Sem) -> None:
