@@ -30,6 +30,7 @@ EDGE_ADDR = f"127.{NET}.1.11"
 ORIGIN_ADDR = f"127.{NET}.40.1"
 NGINX_ADDR = f"127.{NET}.50.1"
 VARNISH_ADDR = f"127.{NET}.51.1"
+PROBE_ADDR = f"127.{NET}.60.1"  # the TLS probe's relay (bench/edge/tlsprobe.py)
 MANAGEMENT_PORT = 9400
 
 

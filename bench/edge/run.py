@@ -1,7 +1,8 @@
-"""Edge benchmark: wrk against cache hits (a 1 KiB and a 100 KiB object) on akacdn's
+"""Edge benchmark: wrk against cache hits (1 KiB, 100 KiB and 1 MiB objects) on akacdn's
 edge, nginx proxy_cache and Varnish, all on loopback in front of one origin, in one
-run; 1 server process each, then 2; plus a cold stampede (200 clients, one new object)
-counting the requests that reach the origin.
+run, and over HTTPS (akacdn and nginx: keep-alive 1 KiB hits, and a new connection with
+its TLS handshake per request); 1 server process each, then 2; plus a cold stampede
+(200 clients, one new object) counting the requests that reach the origin.
 
     python -m bench.edge.run [--seconds 10] [--processes 1,2] [--caches nginx,varnish,akacdn] ...
 
@@ -10,10 +11,13 @@ Theory of operation:
   2. start the benchmark origin (bench/edge/origin.py, 127.78.40.1:8080), which counts
      the requests it serves per path;
   3. for each process count, for each cache: write its config in a temp dir and start it
-     on its own 127.78.x.y:8080; per object size warm the object (first request a miss,
+     on its own 127.78.x.y:8080 (and :8443 for HTTPS, nginx and akacdn, one local-CA
+     ECDSA P-256 certificate); per object size warm the object (first request a miss,
      the next ones must not reach the origin), run wrk (warm-up, then measured) and
-     read the server's CPU (utime+stime over its process tree) before and after; then a
-     cold stampede on a path no cache has seen; stop the cache;
+     read the server's CPU (utime+stime over its process tree) before and after; the TLS
+     rows likewise over https (their own object, warmed over https; before them a short
+     probe through a relay on 127.78.60.1 records whether wrk's handshakes were resumed:
+     bench/edge/tlsprobe.py); then a cold stampede on a path no cache has seen; stop the cache;
   4. print the tables; write bench/results/edge.json and edge.png;
   5. always (also on Ctrl-C or SIGTERM) stop every process it started and remove the
      temp dir.
@@ -27,6 +31,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -47,16 +52,18 @@ from ..common import (
     stop_on_sigterm,
     write_results,
 )
-from . import network, origin, peers, report, stampede, system, wrk
+from . import network, origin, peers, report, stampede, system, tlsprobe, wrk
 from .system import say
 
 CACHES = ("nginx", "varnish", "akacdn")
 ADDR = {"nginx": network.NGINX_ADDR, "varnish": network.VARNISH_ADDR, "akacdn": network.EDGE_ADDR}
 SIZES = {"1 KiB": 1024, "100 KiB": 100 * 1024, "1 MiB": 2**20}
 # over HTTPS (nginx and akacdn: Varnish has no TLS): keep-alive 1 KiB hits, and a new
-# connection, so a full TLS handshake, for every request (wrk with `Connection: close`)
+# connection, so a TLS handshake, for every request (wrk with `Connection: close`; wrk
+# offers its last session again on each, so servers with tickets resume: see tlsprobe)
 TLS_ROWS = {"TLS 1 KiB": ((), 1024), "TLS handshake": (("Connection: close",), 1024)}
 TLS_CACHES = ("nginx", "akacdn")
+NO_TLS = "no TLS"  # the table cell of a cache without an HTTPS listener (Varnish)
 PORT = network.PORT
 TLS_PORT = network.TLS_PORT
 
@@ -88,6 +95,9 @@ class Bench:
         # one local CA and certificate (ECDSA P-256) for both servers' HTTPS listeners
         names = [network.HOST, network.EDGE_ADDR, network.NGINX_ADDR]
         self.tls = certs.leaf(tmp / "tls", "bench", names)
+        # the warm-up requests over https check the chain against the CA (and the IP names)
+        self.client_tls = ssl.create_default_context(cafile=tmp / "tls" / "ca.pem")
+        self.probes: dict[tuple[str, int], dict[str, object]] = {}  # (kind, round): the TLS probe's tally
 
     # origin --------------------------------------------------------------------------
     def start_origin(self) -> None:
@@ -147,13 +157,13 @@ class Bench:
             time.sleep(0.2)
 
     # measuring -----------------------------------------------------------------------
-    def warm(self, c: Cache, path: str, size: int) -> list[str]:
+    def warm(self, c: Cache, path: str, size: int, https: bool = False) -> list[str]:
         """Request the object 3 times: the first may reach the origin, the others must not."""
-        url = f"http://{c.address}:{PORT}{path}"
+        url = f"https://{c.address}:{TLS_PORT}{path}" if https else f"http://{c.address}:{PORT}{path}"
         problems = []
         expected = origin.body(path, size)
         for _ in range(3):
-            status, body, _headers = _get(url, network.HOST)
+            status, body, _headers = _get(url, network.HOST, context=self.client_tls if https else None)
             if status != 200 or body != expected:
                 problems.append(f"{path}: status {status}, {len(body)} bytes (expected 200, {size})")
                 break
@@ -165,9 +175,10 @@ class Bench:
     def measure(
         self, c: Cache, label: str, size: int, warm: bool = True, tls: tuple[str, ...] | None = None
     ) -> dict[str, object]:
-        """One wrk run against one object; `tls`: over HTTPS, with these extra fields."""
+        """One wrk run against one object; `tls`: over HTTPS, with these extra fields (the
+        HTTPS rows have their own object: akacdn keys its cache by scheme, nginx here does not)."""
         a = self.args
-        path = f"/obj/{c.kind}{c.round}-{size}"
+        path = f"/obj/{c.kind}{c.round}-{size}" if tls is None else f"/obj/{c.kind}{c.round}-tls-{size}"
         row: dict[str, object] = {
             "kind": c.kind,
             "cache": report.LABEL[c.kind],
@@ -180,7 +191,9 @@ class Bench:
             "notes": list(c.notes),
         }
         if warm:
-            row["notes"] += self.warm(c, path, size)  # type: ignore[operator]
+            row["notes"] += self.warm(c, path, size, https=tls is not None)  # type: ignore[operator]
+        if tls is not None:
+            row["tls_probe"] = self.probe(c, path)
         url = f"http://{c.address}:{PORT}{path}" if tls is None else f"https://{c.address}:{TLS_PORT}{path}"
         extra = tls or ()
         if a.warmup > 0:
@@ -220,6 +233,9 @@ class Bench:
             notes.append(f"socket errors {r.socket_errors}")
         if origin_during:
             notes.append(f"{origin_during} requests reached the origin during the run (not all hits)")
+        if "Connection: close" in extra:
+            probe = row["tls_probe"]
+            notes.append(str(probe["summary"]))  # type: ignore[index]
         if c.kind == "akacdn" and nprocs < c.processes:
             row["processes"] = nprocs
             notes.append(f"config asked for {c.processes} edge processes, {nprocs} ran")
@@ -227,6 +243,36 @@ class Bench:
         if p is not None and p.poll() is not None:
             notes.append(f"server exited with {p.returncode} during the run")
         return row
+
+    def probe(self, c: Cache, path: str) -> dict[str, object]:
+        """Once per cache and round: the handshakes of a short `Connection: close` wrk run
+        through a relay (was the session resumed; version, cipher, group)."""
+        key = (c.kind, c.round)
+        if key not in self.probes:
+            try:
+                _check_free(network.PROBE_ADDR, TLS_PORT)
+                t = tlsprobe.probe((c.address, TLS_PORT), (network.PROBE_ADDR, TLS_PORT), network.HOST, path)
+                self.probes[key] = t.as_dict() | {"summary": t.summary()}
+            except Exception as e:  # noqa: BLE001 (reported, the measurement itself goes on)
+                self.probes[key] = {"summary": f"TLS probe failed: {gist(e)}"}
+            say(f"  {self.probes[key]['summary']}")
+        return self.probes[key]
+
+    def skipped(self, c: Cache, label: str, size: int, why: str) -> dict[str, object]:
+        """The row of a measurement a cache cannot take part in (Varnish over HTTPS)."""
+        return {
+            "kind": c.kind,
+            "cache": report.LABEL[c.kind],
+            "object": label,
+            "size": size,
+            "round": c.round,
+            "processes": c.processes,
+            "address": c.address,
+            "not_measured": why,
+            "notes": [f"{report.LABEL[c.kind]} has no TLS (no HTTPS listener): not measured"],
+            "rps_per_cpu_s": None,
+            "repeat": 1,
+        }
 
     def stampede(self, c: Cache) -> dict[str, object]:
         size = self.args.stampede_size
@@ -274,14 +320,16 @@ class Bench:
                     for rep in range(1, a.repeat + 1):
                         for c in caches:
                             if tls is not None and c.kind not in TLS_CACHES:
+                                if rep == 1:
+                                    self.rows.append(self.skipped(c, label, size, NO_TLS))
                                 continue
                             say(
-                                f"{report.LABEL[c.kind]:<17} {label:>7} {rnd} proc: "
+                                f"{report.LABEL[c.kind]:<17} {label:>13} {rnd} proc: "
                                 f"wrk -c{a.connections} {a.seconds:g}s"
                                 + (f" (repeat {rep}/{a.repeat})" if a.repeat > 1 else "")
                                 + " ..."
                             )
-                            row = self.measure(c, label, size, warm=rep == 1 and tls is None, tls=tls)
+                            row = self.measure(c, label, size, warm=rep == 1, tls=tls)
                             row["repeat"] = rep
                             self.rows.append(row)
                             say("  " + report.one_line(row))
@@ -315,10 +363,12 @@ def _check_free(addr: str, port: int) -> None:
         s.close()
 
 
-def _get(url: str, host: str | None, timeout: float = 5.0) -> tuple[int, bytes, dict[str, str]]:
+def _get(
+    url: str, host: str | None, timeout: float = 5.0, context: ssl.SSLContext | None = None
+) -> tuple[int, bytes, dict[str, str]]:
     req = urllib.request.Request(url, headers={"Host": host} if host else {})  # noqa: S310 (loopback only)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:  # noqa: S310
             return int(r.status), r.read(), dict(r.headers)
     except urllib.error.HTTPError as e:
         return e.code, b"", {}
@@ -376,6 +426,14 @@ def main(argv: list[str] | None = None) -> int:
         bench.notes.append("Varnish is one worker process (plus its manager) whatever the round: N = thread pools")
     if "nginx" in args.caches:
         bench.notes.append("nginx: proxy_cache_lock on (concurrent misses wait for one fetch; off by default)")
+    if any(o in TLS_ROWS for o in args.objects):
+        bench.notes.append(
+            "TLS: nginx and the akacdn edge serve one ECDSA P-256 certificate (local CA), TLS 1.2/1.3 with OpenSSL's "
+            "defaults (session tickets on in both); wrk sends the IP as SNI and does not verify; 'TLS handshake' "
+            "rows: wrk -H 'Connection: close', a new connection and handshake per request (requests/CPU-s = "
+            "handshakes/CPU-s); wrk keeps its last session per connection slot (SSL_clear) and offers it: see the "
+            "TLS probe notes for how many were resumed"
+        )
     doc = {
         "machine": info,
         "versions": system.versions(sys.executable),
@@ -388,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print()
     print(report.table(rows))
-    print()
-    print(report.stampede_table(bench.stampedes))
+    if bench.stampedes:
+        print()
+        print(report.stampede_table(bench.stampedes))
     for n in bench.notes:
         print(f"note: {n}")
     if code == 0:

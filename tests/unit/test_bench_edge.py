@@ -1,14 +1,23 @@
 """The edge benchmark's pure parts: reading wrk's output, the stampede's response
-parser, the configs it writes for akacdn, nginx and Varnish, and the ratios."""
+parser, the configs it writes for akacdn, nginx and Varnish (plain and TLS), the TLS
+probe's reading of handshakes, and the ratios and tables."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from akacdn.config import load_network
-from bench.edge import network, origin, peers, report, stampede, wrk
+from akacdn.devnet import certs
+from akacdn.edge import tls
+from bench.edge import network, origin, peers, report, run, stampede, tlsprobe, wrk
 
 WRK_OUT = """Running 2s test @ http://127.78.50.1:8080/obj/nginx1-102400
   1 threads and 50 connections
@@ -160,3 +169,206 @@ def test_tables_render() -> None:
     st = [{"kind": "akacdn", "round": 1, "clients": 200, "origin_requests": 1, "ok": 200, "distinct_bodies": 1,
            "seconds": 0.4, "statuses": {"200": 200}, "errors": {}}]  # fmt: skip
     assert "200/200" in report.stampede_table(st)
+
+
+def test_wrk_argv_extra_fields_for_a_handshake_per_request() -> None:
+    argv = wrk.argv("https://127.78.1.11:8443/obj/a-tls-1024", network.HOST, 50, 3.0, 1, ("Connection: close",))
+    assert argv[-1] == "https://127.78.1.11:8443/obj/a-tls-1024"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-H"] == [f"Host: {network.HOST}", "Connection: close"]
+
+
+def test_origin_serves_a_1_mib_object() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async def go() -> tuple[int, bytes, int]:
+        async with TestClient(TestServer(origin.make_app(0))) as client:
+            r = await client.get("/obj/akacdn1-1048576")
+            body = await r.read()
+            stats = await (await client.get("/_origin/stats")).json()
+            return r.status, body, stats["requests"]["/obj/akacdn1-1048576"]
+
+    status, body, count = asyncio.run(go())
+    assert (status, len(body), count) == (200, 2**20, 1)
+    assert body == origin.body("/obj/akacdn1-1048576", 2**20)
+    assert run.SIZES["1 MiB"] == 2**20 <= origin.MAX_SIZE
+
+
+@pytest.fixture(scope="module")
+def leaf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    return certs.leaf(d, "bench", [network.HOST, network.EDGE_ADDR, network.NGINX_ADDR])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_akacdn_config_with_tls_loads(tmp_path: Path, leaf: tuple[Path, Path], workers: int) -> None:
+    path, _, _ = network.write_config(tmp_path, "http://127.78.40.1:8080", workers, leaf)
+    net = load_network(path)
+    assert (net.ports.http, net.ports.https) == (network.PORT, network.TLS_PORT)
+    assert Path(net.edge.tls_cert) == leaf[0] and Path(net.edge.tls_key) == leaf[1]
+    default, by_name = tls.configured(net)
+    assert default == leaf and by_name == {}
+    assert tls.Certificates(net).enabled
+
+
+def test_nginx_tls_conf(tmp_path: Path, leaf: tuple[Path, Path]) -> None:
+    conf = peers.nginx_conf(tmp_path / "n", "127.78.50.1", 8080, "127.78.40.1:8080", 1, (*leaf, 8443))
+    text = conf.read_text()
+    for want in (
+        "listen 127.78.50.1:8080 reuseport",
+        "listen 127.78.50.1:8443 ssl reuseport",
+        f"ssl_certificate {leaf[0]};",
+        f"ssl_certificate_key {leaf[1]};",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+    ):
+        assert want in text
+    # one server block: the same proxy_cache location for both listeners; no session settings
+    # changed (nginx's defaults, tickets on, as akacdn's edge has OpenSSL's)
+    assert text.count("server {") == 1 and "ssl_session" not in text
+    assert "ssl" not in peers.nginx_conf(tmp_path / "p", "127.78.50.1", 8080, "127.78.40.1:8080", 1).read_text()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx not installed")
+def test_nginx_tls_conf_passes_nginx_t(tmp_path: Path, leaf: tuple[Path, Path]) -> None:
+    conf = peers.nginx_conf(tmp_path / "n", "127.78.50.1", 8080, "127.78.40.1:8080", 2, (*leaf, 8443))
+    p = subprocess.run([*peers.nginx_argv(conf), "-t", "-q"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+
+
+def _contexts(leaf: tuple[Path, Path], client_max: ssl.TLSVersion | None = None) -> tuple[ssl.SSLContext, ...]:
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*leaf)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    if client_max is not None:
+        client.maximum_version = client_max
+    return server, client
+
+
+def _handshake(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[bytes, bytes, ssl.SSLSession | None]:
+    """An in-memory handshake: (the client's first flight, the server's first flight, the
+    session the client ends with, tickets read)."""
+    bios = [ssl.MemoryBIO() for _ in range(4)]  # client in/out, server in/out
+    c = client_ctx.wrap_bio(bios[0], bios[1], server_side=False, session=session)
+    s = server_ctx.wrap_bio(bios[2], bios[3], server_side=True)
+    firsts: list[bytes] = []
+    for _ in range(10):
+        for side, out, peer_in in ((c, bios[1], bios[2]), (s, bios[3], bios[0])):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            data = out.read()
+            if data:
+                if len(firsts) < 2:
+                    firsts.append(data)
+                peer_in.write(data)
+    s.write(b"x")  # tickets (TLS 1.3: after the handshake) and a byte of data
+    bios[0].write(bios[3].read())
+    assert c.read(1) == b"x"
+    return firsts[0], firsts[1], c.session
+
+
+@pytest.mark.parametrize("version", [None, ssl.TLSVersion.TLSv1_2])
+def test_tls_probe_reads_full_and_resumed_handshakes(leaf: tuple[Path, Path], version: ssl.TLSVersion | None) -> None:
+    server, client = _contexts(leaf, version)
+    ch, sh, session = _handshake(server, client)
+    h1, h2 = tlsprobe.parse_hello(ch), tlsprobe.parse_hello(sh)
+    assert (h1.kind, h2.kind) == (tlsprobe.CLIENT_HELLO, tlsprobe.SERVER_HELLO)
+    assert not tlsprobe.offered_resumption(h1) and not tlsprobe.resumed(h1, h2)
+    assert tlsprobe.VERSIONS[h2.negotiated_version] == ("TLS 1.2" if version else "TLS 1.3")
+    assert session is not None
+    ch2, sh2, _ = _handshake(server, client, session)
+    r1, r2 = tlsprobe.parse_hello(ch2), tlsprobe.parse_hello(sh2)
+    assert tlsprobe.offered_resumption(r1) and tlsprobe.resumed(r1, r2)
+    t = tlsprobe.Tally()
+    t.add(h1, h2)
+    t.add(r1, r2)
+    assert (t.handshakes, t.offered, t.resumed) == (2, 1, 1)
+    d = t.as_dict()
+    assert d["versions"] == {"TLS 1.2" if version else "TLS 1.3": 2} and isinstance(d["ciphers"], dict)
+    assert "offered a session to resume in 1 of 2 handshakes, the server resumed 1" in t.summary()
+    if version is None:
+        assert d["groups"] == {"X25519": 2}
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x17\x03\x03\x00\x01x", b"\x16\x03\x01\x00\x05\x01\x00\x00\x30\x03", b"GET / HTTP/1.1\r\n\r\n"]
+)
+def test_tls_probe_refuses_what_is_not_a_whole_hello(data: bytes) -> None:
+    with pytest.raises(tlsprobe.NotHello):
+        tlsprobe.parse_hello(data)
+
+
+def test_tls_probe_relay_counts_resumption(leaf: tuple[Path, Path]) -> None:
+    """The relay end to end: a TLS server on loopback, two connections through the relay,
+    the second resuming the first's session."""
+    server_ctx, client_ctx = _contexts(leaf)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as s:
+                s.recv(1)
+                s.sendall(b"ok")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with tlsprobe.Relay(("127.0.0.1", 0), ("127.0.0.1", port)) as relay:
+            session = None
+            for _ in range(2):
+                raw = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+                with client_ctx.wrap_socket(raw, session=session) as c:
+                    c.sendall(b"x")
+                    assert c.recv(2) == b"ok"
+                    session = c.session
+            t.join(10)
+    finally:
+        listener.close()
+    assert (relay.tally.connections, relay.tally.handshakes, relay.tally.offered, relay.tally.resumed) == (2, 2, 1, 1)
+
+
+def test_tls_rows_sort_after_the_plain_ones_and_varnish_says_no_tls() -> None:
+    rows = [
+        _row("akacdn", "TLS handshake", 1, 2000.0),
+        _row("nginx", "TLS handshake", 1, 4000.0),
+        {**_row("varnish", "TLS 1 KiB", 1, None), "not_measured": run.NO_TLS},
+        _row("nginx", "TLS 1 KiB", 1, 90000.0),
+        _row("akacdn", "1 MiB", 1, 3000.0),
+        _row("nginx", "1 KiB", 1, 50000.0),
+        _row("akacdn", "1 KiB", 2, 80000.0),
+    ]
+    rows[4]["size"] = 2**20
+    report.add_ratios(rows)
+    assert [(r["round"], r["object"], r["kind"]) for r in report.sorted_rows(rows)] == [
+        (1, "1 KiB", "nginx"),
+        (1, "1 MiB", "akacdn"),
+        (1, "TLS 1 KiB", "nginx"),
+        (1, "TLS 1 KiB", "varnish"),
+        (1, "TLS handshake", "nginx"),
+        (1, "TLS handshake", "akacdn"),
+        (2, "1 KiB", "akacdn"),
+    ]
+    assert rows[0]["ratio_to_best_peer"] == 0.5  # akacdn over nginx: Varnish has no TLS row to compare
+    varnish = next(line for line in report.table(rows).splitlines() if "Varnish" in line)
+    assert "TLS 1 KiB" in varnish and run.NO_TLS in varnish
+
+
+def test_chart_with_tls_rows(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    rows = [
+        _row("nginx", "1 KiB", 1, 50000.0),
+        _row("akacdn", "1 KiB", 1, 80000.0),
+        {**_row("varnish", "TLS handshake", 1, None), "not_measured": run.NO_TLS},
+        _row("nginx", "TLS handshake", 1, 4000.0),
+        _row("akacdn", "TLS handshake", 1, 2000.0),
+    ]
+    report.add_ratios(rows)
+    doc = {"machine": {"cpu_model": "x", "nproc": 2, "date": "today"}, "versions": {"nginx": "1", "varnish": "7",
+           "wrk": "4"}}  # fmt: skip
+    report.chart(rows, [], tmp_path / "edge.png", doc)
+    assert (tmp_path / "edge.png").stat().st_size > 1000
