@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from akacdn.devnet.network import BASE_DOMAIN, DEMO_HOST
 from akacdn.devnet.supervisor import Devnet, http_get
 
@@ -166,7 +168,14 @@ def test_devnet_command_starts_prints_and_stops_cleanly(tmp_path) -> None:  # ty
         out = subprocess.run(digs[1].split(), capture_output=True, text=True, timeout=10).stdout
         assert "status: NOERROR" in out and out.count("\tA\t") == 2, out
         p.send_signal(signal.SIGINT)
-        assert p.wait(30) == 0
+        try:
+            code = p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rest = p.stdout.read()
+            alive = subprocess.run(["pgrep", "-fa", str(tmp_path / "dn")], capture_output=True, text=True).stdout
+            pytest.fail(f"devnet still running 30 s after Ctrl-C; it printed:\n{rest[-3000:]}\nalive:\n{alive}")
+        assert code == 0
     finally:
         if p.poll() is None:
             p.kill()
