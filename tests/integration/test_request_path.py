@@ -153,7 +153,15 @@ def test_devnet_command_starts_prints_and_stops_cleanly(tmp_path) -> None:  # ty
 
     net = next(_nets)
     cmd = [sys.executable, "-m", "akacdn", "devnet", "--dir", str(tmp_path / "dn"), "--net", str(net)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # as from a terminal: Ctrl-C is not ignored (a test run started as a background job
+    # ignores SIGINT, and a child inherits that)
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lines: list[str] = []
     try:
         assert p.stdout is not None
