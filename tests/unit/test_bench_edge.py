@@ -347,19 +347,3 @@ def test_tls_rows_sort_after_the_plain_ones_and_varnish_says_no_tls() -> None:
     assert rows[0]["ratio_to_best_peer"] == 0.5  # akacdn over nginx: Varnish has no TLS row to compare
     varnish = next(line for line in report.table(rows).splitlines() if "Varnish" in line)
     assert "TLS 1 KiB" in varnish and run.NO_TLS in varnish
-
-
-def test_chart_with_tls_rows(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    rows = [
-        _row("nginx", "1 KiB", 1, 50000.0),
-        _row("akacdn", "1 KiB", 1, 80000.0),
-        {**_row("varnish", "TLS handshake", 1, None), "not_measured": run.NO_TLS},
-        _row("nginx", "TLS handshake", 1, 4000.0),
-        _row("akacdn", "TLS handshake", 1, 2000.0),
-    ]
-    report.add_ratios(rows)
-    doc = {"machine": {"cpu_model": "x", "nproc": 2, "date": "today"}, "versions": {"nginx": "1", "varnish": "7",
-           "wrk": "4"}}  # fmt: skip
-    report.chart(rows, [], tmp_path / "edge.png", doc)
-    assert (tmp_path / "edge.png").stat().st_size > 1000
