@@ -179,17 +179,7 @@ class Bench:
         HTTPS rows have their own object: akacdn keys its cache by scheme, nginx here does not)."""
         a = self.args
         path = f"/obj/{c.kind}{c.round}-{size}" if tls is None else f"/obj/{c.kind}{c.round}-tls-{size}"
-        row: dict[str, object] = {
-            "kind": c.kind,
-            "cache": report.LABEL[c.kind],
-            "object": label,
-            "size": size,
-            "round": c.round,
-            "processes": c.processes,
-            "address": c.address,
-            "path": path,
-            "notes": list(c.notes),
-        }
+        row = _row_head(c, label, size) | {"path": path, "notes": list(c.notes)}
         if warm:
             row["notes"] += self.warm(c, path, size, https=tls is not None)  # type: ignore[operator]
         if tls is not None:
@@ -260,14 +250,7 @@ class Bench:
 
     def skipped(self, c: Cache, label: str, size: int, why: str) -> dict[str, object]:
         """The row of a measurement a cache cannot take part in (Varnish over HTTPS)."""
-        return {
-            "kind": c.kind,
-            "cache": report.LABEL[c.kind],
-            "object": label,
-            "size": size,
-            "round": c.round,
-            "processes": c.processes,
-            "address": c.address,
+        return _row_head(c, label, size) | {
             "not_measured": why,
             "notes": [f"{report.LABEL[c.kind]} has no TLS (no HTTPS listener): not measured"],
             "rps_per_cpu_s": None,
@@ -350,6 +333,19 @@ class Bench:
             finally:
                 for c in caches:
                     self.procs.stop(c.name)
+
+
+def _row_head(c: Cache, label: str, size: int) -> dict[str, object]:
+    """What every row says of the cache and the object it is about."""
+    return {
+        "kind": c.kind,
+        "cache": report.LABEL[c.kind],
+        "object": label,
+        "size": size,
+        "round": c.round,
+        "processes": c.processes,
+        "address": c.address,
+    }
 
 
 def _check_free(addr: str, port: int) -> None:
