@@ -135,6 +135,8 @@ class Center:
     def resign(self, reason: str) -> None:
         self.book = None
         self.changed.clear()
+        for key in list(self.held):  # only a leader holds maps back; a follower's gauge would lie
+            self._hold(key, None)
 
     def on_message(self, env: Message) -> None:
         if env.topic == CENTER_TOPIC:
