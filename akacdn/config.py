@@ -94,6 +94,11 @@ class EdgeSettings(_Strict):
     # With neither this nor a customer's certificate, the edge has no HTTPS listener.
     tls_cert: str = ""
     tls_key: str = ""
+    # the clients' connections' send buffer, bytes (SO_SNDBUF, as nginx's `listen ... sndbuf=`);
+    # 0: the kernel sizes it (autotuning, up to net.ipv4.tcp_wmem's max). A fixed size caps
+    # what one connection has in flight (size/RTT), and spares a host whose clients cannot
+    # take what autotuning queues: see README, "Large objects"
+    sndbuf: Annotated[int, msgspec.Meta(ge=0, le=2**28)] = 0
 
 
 class AgentSettings(_Strict):

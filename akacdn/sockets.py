@@ -25,9 +25,11 @@ def bound(
     reuse_port: bool = False,
     freebind: bool = False,
     rcvbuf: int = 0,
+    sndbuf: int = 0,
     backlog: int = 1024,
 ) -> socket.socket:
-    """A non-blocking socket bound to host:port (listening, for TCP); closed on failure."""
+    """A non-blocking socket bound to host:port (listening, for TCP); closed on failure.
+    A listening socket's buffer sizes are inherited by the connections it accepts."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
     try:
         if kind == socket.SOCK_STREAM:
@@ -38,6 +40,8 @@ def bound(
             sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         sock.bind((host, port))
         if kind == socket.SOCK_STREAM:
             sock.listen(backlog)

@@ -419,11 +419,18 @@ class Http1Server:
         return Connection(self, "https")
 
     async def listen(
-        self, host: str, port: int, reuse_port: bool = False, freebind: bool = False, tls: ssl.SSLContext | None = None
+        self,
+        host: str,
+        port: int,
+        reuse_port: bool = False,
+        freebind: bool = False,
+        tls: ssl.SSLContext | None = None,
+        sndbuf: int = 0,
     ) -> None:
         """Listen on host:port (HTTPS with `tls`); `freebind` binds before the address is on
-        an interface (a service address the region agent adds, or a peer's it may take over)."""
-        sock = bound(host, port, socket.SOCK_STREAM, reuse_port=reuse_port, freebind=freebind)
+        an interface (a service address the region agent adds, or a peer's it may take over);
+        `sndbuf` fixes the connections' send buffer (0: the kernel sizes it)."""
+        sock = bound(host, port, socket.SOCK_STREAM, reuse_port=reuse_port, freebind=freebind, sndbuf=sndbuf)
         loop = asyncio.get_running_loop()
         if tls is None:
             server = await loop.create_server(self.protocol, sock=sock)

@@ -213,7 +213,9 @@ class Edge:
         addresses = self.rt.net.service_addresses(self.rt.machine)  # IP takeover: and the peers'
         for address in addresses:
             freebind = bool(self.rt.machine.host_address)
-            await self.http.listen(address, port, reuse_port=shared, freebind=freebind, tls=tls)
+            await self.http.listen(
+                address, port, reuse_port=shared, freebind=freebind, tls=tls, sndbuf=self.rt.net.edge.sndbuf
+            )
         self.rt.log.info("listening", addresses=addresses, port=port, tls=tls is not None)
 
     async def _listen_tls(self) -> None:

@@ -61,12 +61,13 @@ def customers(origin: str) -> dict[str, object]:
 
 
 def write_config(
-    directory: Path, origin: str, workers: int = 1, tls: tuple[Path, Path] | None = None
+    directory: Path, origin: str, workers: int = 1, tls: tuple[Path, Path] | None = None, sndbuf: int = 0
 ) -> tuple[Path, int, list[str]]:
     """Write network.toml and customers.toml (no key files: the edge needs none) for
     `workers` edge processes:
-    `[edge] workers = N` when N > 1 and the config loader accepts it. Returns (network
-    file, edge processes it asks for, notes on what the loader refused)."""
+    `[edge] workers = N` when N > 1 and the config loader accepts it, and `[edge] sndbuf`
+    when given. Returns (network file, edge processes it asks for, notes on what the
+    loader refused)."""
     directory.mkdir(parents=True, exist_ok=True)
     pub = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     (directory / "customers.toml").write_text(tomli_w.dumps(customers(origin)))
@@ -74,7 +75,12 @@ def write_config(
     if tls is not None:  # the network's certificate: the edge listens for HTTPS on TLS_PORT
         base["ports"]["https"] = TLS_PORT  # type: ignore[index]
         base["edge"] = {"tls_cert": str(tls[0]), "tls_key": str(tls[1])}
-    optional: dict[str, object] = {"edge": {**base.get("edge", {}), "workers": workers}} if workers > 1 else {}  # type: ignore[dict-item]
+    edge: dict[str, object] = {**base.get("edge", {})}  # type: ignore[dict-item]
+    if workers > 1:
+        edge["workers"] = workers
+    if sndbuf:
+        edge["sndbuf"] = sndbuf
+    optional: dict[str, object] = {"edge": edge} if len(edge) > len(base.get("edge", {})) else {}  # type: ignore[arg-type]
     path, notes = write_network(directory, f"network-w{workers}.toml", base, optional)
     got = tomllib.loads(path.read_text()).get("edge", {}).get("workers", 1)
     if got != workers:

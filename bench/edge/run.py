@@ -124,13 +124,14 @@ class Bench:
         env = None
         if kind == "nginx":
             tls = (*self.tls, TLS_PORT)
-            argv = peers.nginx_argv(peers.nginx_conf(d, addr, PORT, f"{network.ORIGIN_ADDR}:{PORT}", rnd, tls))
+            conf = peers.nginx_conf(d, addr, PORT, f"{network.ORIGIN_ADDR}:{PORT}", rnd, tls, self.args.sndbuf)
+            argv = peers.nginx_argv(conf)
         elif kind == "varnish":
             vcl = peers.varnish_vcl(d, network.ORIGIN_ADDR, PORT)
             argv = peers.varnish_argv(d, addr, PORT, vcl, rnd)
             processes = 1  # one process (plus its manager); the round sets its thread pools
         else:
-            path, processes, notes = network.write_config(d, self.origin_url, rnd, self.tls)
+            path, processes, notes = network.write_config(d, self.origin_url, rnd, self.tls, self.args.sndbuf)
             exe = Path(sys.executable).with_name("akacdn")
             argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "akacdn"]
             argv += ["edge", "--config", str(path), "--machine", network.EDGE_ID]
@@ -385,6 +386,13 @@ def parser() -> argparse.ArgumentParser:
         help="'1 KiB','100 KiB','1 MiB','TLS 1 KiB','TLS handshake' (default all)",
     )
     p.add_argument("--repeat", type=int, default=1, help="measured runs per cache, taking turns; median kept")
+    p.add_argument(
+        "--sndbuf",
+        type=int,
+        default=256 * 1024,
+        help="nginx's listen sndbuf= and akacdn's [edge] sndbuf, bytes (default 262144; 0: kernel autotuning). "
+        "Varnish has no such setting",
+    )
     p.add_argument("--connections", type=int, default=50, help="wrk -c: open connections (default 50)")
     p.add_argument("--threads", type=int, default=1, help="wrk -t (default 1: wrk gets one core)")
     p.add_argument("--clients", type=int, default=200, help="stampede clients (default 200; 0: no stampede)")

@@ -39,6 +39,10 @@ def rules(network: dict, customers: dict) -> None:
         {"action": "remove", "name": "X-Origin-Response"},
     ]
     c["compress"] = True
+    network["edge"]["sndbuf"] = SNDBUF
+
+
+SNDBUF = 256 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +80,21 @@ def echo(sem: Sem, *opts: str, path: str = "/echo") -> dict:
 
 
 # --- forwarding -----------------------------------------------------------------------------------
+
+
+def test_client_connections_get_the_configured_send_buffer(proxy: Sem) -> None:
+    """`[edge] sndbuf` fixes the accepted connections' SO_SNDBUF (the kernel doubles it),
+    as `ss` shows for a live connection (tb: the send buffer)."""
+    import subprocess
+
+    with socket.create_connection((proxy.edge, proxy.lay.http_port), timeout=5) as s:
+        s.sendall(f"GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        local = s.getsockname()[1]
+        out = subprocess.run(
+            ["ss", "-tmnH", "state", "established", "( dport = :%d )" % local], capture_output=True, text=True
+        ).stdout
+    assert f"tb{2 * SNDBUF}," in out, out
 
 
 def test_end_to_end_fields_reach_the_origin_and_hop_by_hop_ones_do_not(proxy: Sem) -> None:
