@@ -233,6 +233,35 @@ class FaultSettings(_Strict):
     hang_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0  # how long a "hang" blocks the daemon
 
 
+class SureRouteSettings(_Strict):
+    """SureRoute (paper 3.2, 4.2): an edge reaches a customer's origin directly or through
+    an edge of an intermediate region, whichever the last race of the customer's test
+    object found best; a failing request moves to the next path at once."""
+
+    interval: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 1800.0  # a race result holds this long
+    race_timeout: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0  # a raced fetch slower than this failed
+    width: Annotated[int, msgspec.Meta(ge=2, le=8)] = 3  # paths raced at once (direct among them)
+    after_failure: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0  # earliest race after a failure
+    retry_failed: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 30.0  # a failed path is avoided this long
+    margin: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.2  # a challenger must be this much faster...
+    margin_abs: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.010  # ... and this many seconds
+    # per attempt while another path is left: connecting, and the answer's head
+    connect_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    head_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+
+
+class ParentSettings(_Strict):
+    """Tiered distribution: a miss goes to an edge of a parent region (by consistent
+    hashing of the cache key) before the origin. `regions` is the network's default for
+    customers that name none; failing parents are held out as Traffic Server does."""
+
+    regions: list[str] = []
+    fail_threshold: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10  # failures in a row mark a parent down
+    retry_after: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0  # then one probe after this long
+    balance_factor: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.5  # bounded load (0: off, else >= 1)
+    max_parents: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3  # parents tried before the origin
+
+
 class ClientNetwork(_Strict):
     """A client network and the region that serves it best (from measurement or operator)."""
 
@@ -367,6 +396,12 @@ class Customer(_Strict):
     # an https origin's certificate is verified (against the system CAs, or this PEM bundle)
     origin_verify: bool = True
     origin_ca_file: str = ""
+    # SureRoute: race `sureroute_test_object` (a path on the origin) over the direct path and
+    # intermediate regions; misses take the winner and fail over along the others
+    sureroute: bool = False
+    sureroute_test_object: str = ""
+    # tiered distribution: parent regions, in preference order (None: the network's [parents] regions)
+    parent_regions: list[str] | None = None
 
 
 class Customers(_Strict):
@@ -390,6 +425,8 @@ class NetworkFile(_Strict):
     recovery: RecoverySettings = RecoverySettings()
     release: ReleaseSettings = ReleaseSettings()
     faults: FaultSettings = FaultSettings()
+    sureroute: SureRouteSettings = SureRouteSettings()
+    parents: ParentSettings = ParentSettings()
     map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
@@ -414,6 +451,8 @@ class Network(msgspec.Struct, frozen=True):
     recovery: RecoverySettings
     release: ReleaseSettings
     faults: FaultSettings
+    sureroute: SureRouteSettings
+    parents: ParentSettings
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
     message_key: bytes  # the key we send with
@@ -529,6 +568,13 @@ def _check_network(path: Path, f: NetworkFile) -> None:
         for j, other in enumerate(r.fallback):
             if other not in regions or other == r.id:
                 raise ConfigError(path, f"$.regions[{i}].fallback[{j}]", f"{other!r} is not another region")
+    for j, other in enumerate(f.parents.regions):
+        if other not in regions:
+            raise ConfigError(path, f"$.parents.regions[{j}]", f"unknown region {other!r}")
+    if f.sureroute.after_failure > f.sureroute.interval:
+        raise ConfigError(path, "$.sureroute.after_failure", "must not exceed interval")
+    if 0 < f.parents.balance_factor < 1:
+        raise ConfigError(path, "$.parents.balance_factor", "must be 0 (off) or at least 1")
     for i, sub in enumerate(f.map_subzones):
         if not _LABEL.match(sub) or sub in ("whoami",) or re.fullmatch(r"z[a-h]|n\d.*", sub):
             raise ConfigError(path, f"$.map_subzones[{i}]", f"{sub!r} is not a usable subzone label")
@@ -592,6 +638,11 @@ def _check_customers(path: Path, cs: Customers) -> None:
                     raise ConfigError(path, f"{at}.{side}[{j}].value", "a remove rule takes no value")
         if bool(c.tls_cert) != bool(c.tls_key):
             raise ConfigError(path, f"{at}.tls_cert", "tls_cert and tls_key go together")
+        obj = c.sureroute_test_object
+        if obj and (not _GLOB.fullmatch(obj) or not obj.startswith("/")):
+            raise ConfigError(path, f"{at}.sureroute_test_object", f"{obj!r} is not a path (printable, starting '/')")
+        if c.sureroute and not obj:
+            raise ConfigError(path, f"{at}.sureroute_test_object", "SureRoute needs a test object to race")
 
 
 _GLOB = re.compile(r"[!-~]{1,256}")
@@ -643,10 +694,15 @@ def load_customers(path: str | Path, data: bytes | None = None) -> tuple[Custome
 
 
 def check_customers_fit(
-    path: str | Path, customers: tuple[Customer, ...], base: str, subzones: tuple[str, ...] | list[str], faults: bool
+    path: str | Path,
+    customers: tuple[Customer, ...],
+    base: str,
+    subzones: tuple[str, ...] | list[str],
+    faults: bool,
+    regions: set[str] | None = None,
 ) -> None:
     """What a customers file must agree on with its network: edge hostnames under the base
-    domain, and fault injection only where the network enables it."""
+    domain, fault injection only where the network enables it, parent regions that exist."""
     for i, c in enumerate(customers):
         own = {serials.hostname(c.serial, sub, base) for sub in subzones}
         if c.edge_hostname and c.edge_hostname not in c.hostnames and c.edge_hostname not in own:
@@ -655,6 +711,9 @@ def check_customers_fit(
                 f"$.customers[{i}].edge_hostname",
                 f"{c.edge_hostname} is neither one of the customer's hostnames nor under {base}",
             )
+        for j, r in enumerate(c.parent_regions or ()):
+            if regions is not None and r not in regions:
+                raise ConfigError(path, f"$.customers[{i}].parent_regions[{j}]", f"unknown region {r!r}")
         if c.faults and not faults:
             raise ConfigError(path, f"$.customers[{i}].faults", "fault injection is off in this network ([faults])")
         for j, fault in enumerate(c.faults):
@@ -704,7 +763,8 @@ def load_network(path: str | Path) -> Network:
     base = _check_domain(path, "$.base_domain", f.base_domain)
     _check_network(path, f)
     customers = load_customers(path.parent / f.customers)
-    check_customers_fit(path.parent / f.customers, customers, base, f.map_subzones, f.faults.enabled)
+    regions = {r.id for r in f.regions}
+    check_customers_fit(path.parent / f.customers, customers, base, f.map_subzones, f.faults.enabled, regions)
     check_tls(path.parent / f.customers, path.parent, customers, f.edge)
     state_dir = Path(f.state_dir)
     if not state_dir.is_absolute():
@@ -728,6 +788,8 @@ def load_network(path: str | Path) -> Network:
         recovery=f.recovery,
         release=f.release,
         faults=f.faults,
+        sureroute=f.sureroute,
+        parents=f.parents,
         map_subzones=tuple(f.map_subzones),
         client_networks=tuple(
             msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))

@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from ..config import Customer
 from .fields import end_to_end
 from .forwarding import origin_request_fields
 from .message import BodyStream, BodyStreamError, FileBody
+from .upstream import ERROR_HEADER, HEADER_NAME, Attempt, Upstreams
 
 # request fields that make a different origin answer whatever the response's Vary says
 # (credentials, conditionals, and the protocol: an origin may redirect http to https)
@@ -45,10 +47,13 @@ class Client(NamedTuple):
     ip: str
     scheme: str = "http"
     host: str | None = None  # the Host the client asked for
+    from_child: bool = False  # a child edge asked (tiered distribution): not to a parent again
 
 
 # what aiohttp would add on its own: the edge sends the client's (or none)
 SKIP_AUTO = ("Accept", "Accept-Encoding", "User-Agent")
+# another edge's own fields in its answer (the asking edge sets its own)
+EDGE_OWN = frozenset({"x-cache", "x-served-by", ERROR_HEADER.lower()})
 
 
 class OriginResponse:
@@ -90,10 +95,14 @@ class Fetcher:
         self._inflight: dict[tuple[object, ...], asyncio.Future[OriginResponse]] = {}
         self._pumps: set[asyncio.Task[None]] = set()  # bodies still arriving
         self._session: aiohttp.ClientSession | None = None
+        self.upstreams: Upstreams | None = None  # parents and SureRoute paths (None: always direct)
+        self.source = ""  # the address upstream connections leave from ("": the kernel's choice)
+        self.hop_timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=10)  # while paths are left
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=10)  # bodies stream: no total
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
+        local = (self.source, 0) if self.source else None
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30, local_addr=local)
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
 
     async def close(self) -> None:
@@ -215,6 +224,41 @@ class Fetcher:
                 body.fail("edge shutting down")
             r.release()
 
+    async def relay(
+        self, customer: Customer, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> OriginResponse:
+        """A SureRoute tunnel's request, straight to the origin: the asking edge prepared its
+        fields (Via, Forwarded, X-Forwarded-*, the customer's rules); this edge adds its Via."""
+        fields = [(k, v) for k, v in end_to_end(headers) if k.lower() not in ("host", "via", HEADER_NAME.lower())]
+        via = ", ".join([v for k, v in headers if k.lower() == "via"] + [self.via])
+        host = customer.hostnames[0] if customer.hostnames else urlsplit(customer.origin).netloc
+        fields += [("Host", host), ("Via", via)]
+        direct = [Attempt(customer.origin.rstrip("/"), "direct")]
+        return await self._request(customer, method, target, fields, Client(""), body, direct)
+
+    async def race(self, a: Attempt, customer: Customer, target: str, timeout: float) -> float:
+        """Fetch a SureRoute test object over one path: seconds to its whole answer (any
+        status but 5xx); OriginError when the path failed."""
+        assert self._session is not None
+        host = a.host or (customer.hostnames[0] if customer.hostnames else urlsplit(customer.origin).netloc)
+        fields = {"Host": host, "Via": self.via, "Cache-Control": "no-cache", "User-Agent": "akacdn-sureroute"}
+        if a.grant is not None:
+            fields[HEADER_NAME] = a.grant
+        url = URL(a.base + target, encoded=True)
+        tls = self.origin_tls(customer) if a.base[:6].lower() == "https:" else True
+        t0 = time.monotonic()
+        try:
+            async with self._session.get(
+                url, headers=fields, allow_redirects=False, ssl=tls, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as r:
+                while await r.content.read(64 * 1024):
+                    pass
+                if r.status >= 500 or ERROR_HEADER in r.headers:
+                    raise OriginError(f"{a.label}: {r.status}")
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
+            raise OriginError(f"{a.label}: {type(e).__name__}: {e}") from None
+        return time.monotonic() - t0
+
     async def _request(
         self,
         customer: Customer,
@@ -223,28 +267,85 @@ class Fetcher:
         headers: list[tuple[str, str]],
         client: Client,
         body: bytes | None,
+        attempts: list[Attempt] | None = None,
     ) -> OriginResponse:
+        """Send a request along its attempts (parents, SureRoute paths; else direct) until one
+        answers; an idempotent request moves on at once when a path fails."""
+        if attempts is None:
+            fields = self.origin_headers(customer, method, headers, client)
+            if self.upstreams is not None:
+                attempts = self.upstreams.attempts(customer, method, target, customer.name + target, client.from_child)
+            else:
+                attempts = [Attempt(customer.origin.rstrip("/"), "direct")]
+        else:
+            fields = headers
+        for i, a in enumerate(attempts):
+            more = i + 1 < len(attempts)
+            sent, t0 = time.time(), time.monotonic()
+            if self.upstreams is not None:
+                self.upstreams.started(a)
+            try:
+                r = await self._send(customer, a, method, target, fields, body, more)
+            except OriginError:
+                if self.upstreams is not None:
+                    self.upstreams.outcome(customer, a, False, time.monotonic() - t0)
+                if more:
+                    continue
+                raise
+            if a.grant is not None and ERROR_HEADER in r.headers:  # the other edge's verdict: the path failed
+                why = r.headers[ERROR_HEADER]
+                r.release()
+                if self.upstreams is not None:
+                    self.upstreams.outcome(customer, a, False, time.monotonic() - t0)
+                if more:
+                    continue
+                raise OriginError(f"{a.label}: {why}")
+            if self.upstreams is not None:
+                self.upstreams.outcome(customer, a, True, time.monotonic() - t0)
+            return self._answer(r, method, sent, a)
+        raise OriginError("no way to the origin")  # (attempts is never empty)
+
+    async def _send(
+        self,
+        customer: Customer,
+        a: Attempt,
+        method: str,
+        target: str,
+        fields: list[tuple[str, str]],
+        body: bytes | None,
+        more: bool,
+    ) -> aiohttp.ClientResponse:
         assert self._session is not None
-        url = customer.origin.rstrip("/") + target
-        sent = time.time()
+        hdrs = CIMultiDict(fields)
+        if a.grant is not None:
+            hdrs[HEADER_NAME] = a.grant
+            if a.host is not None:
+                hdrs["Host"] = a.host
+        url = a.base + target
+        extra: dict[str, object] = {"timeout": self.hop_timeout} if more else {}
         try:
-            fields = CIMultiDict(self.origin_headers(customer, method, headers, client))
             tls = self.origin_tls(customer) if url[:6].lower() == "https:" else True
-            r = await self._session.request(
+            return await self._session.request(
                 method,
-                url,
-                headers=fields,
+                URL(url, encoded=True) if a.grant is not None else url,  # the target the grant is bound to
+                headers=hdrs,
                 data=body,
                 allow_redirects=False,
                 ssl=tls,
                 skip_auto_headers=SKIP_AUTO,
+                **extra,  # type: ignore[arg-type]
             )
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
-            raise OriginError(f"{type(e).__name__}: {e}") from None
+            prefix = "" if a.label == "direct" else f"{a.label}: "
+            raise OriginError(f"{prefix}{type(e).__name__}: {e}") from None
+
+    def _answer(self, r: aiohttp.ClientResponse, method: str, sent: float, a: Attempt) -> OriginResponse:
         if r.content_length is not None and r.content_length > self.max_body:
             r.close()
             raise OriginError("origin body over the size limit")
         out = [(str(k), str(v)) for k, v in end_to_end(r.headers)]  # plain str, not istr
+        if a.grant is not None:
+            out = [(k, v) for k, v in out if k.lower() not in EDGE_OWN]
         stream = BodyStream(r.content_length if method != "HEAD" else 0, self.spool_dir)
         pump = asyncio.get_running_loop().create_task(self._pump(r, stream))
         self._pumps.add(pump)

@@ -70,9 +70,11 @@ from .store import Key, SecondRequest, Variant, with_variant
 from .target import cache_key, normalize_target, origin_target
 from .tiers import TieredStore
 from .transcode import pump
+from .upstream import ERROR_HEADER, HEADER_NAME, TunnelRefused
 
 SAFE = ("GET", "HEAD")
 FRAMING = frozenset({"content-length", "transfer-encoding", "content-range"})
+TUNNEL_FIELD = HEADER_NAME.lower()
 # fields the edge sets on the request as the cache sees it (Vary and collapsing read them)
 CACHE_VIEW = frozenset({"accept-encoding", "x-forwarded-proto"})
 ALLOW = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"
@@ -338,16 +340,58 @@ class Handler:
             if injected and found is not None and self.injector is not None:
                 if self.injector.at_edge(found[0].serial, target.split("?", 1)[0]) == "wrong":
                     return Response(200, [("Content-Type", "text/plain")], WRONG_BODY, len(WRONG_BODY), "MISS")
-            headers = cache_view(req)
-            resp = await self._handle(req, found, host, target, headers)
-            if found is not None:
-                resp = self._finish(req, found[0], headers, resp)
+            grant = req.header(TUNNEL_FIELD) if found is not None else None
+            if grant is not None and found is not None:
+                resp = await self._tunneled(req, found, host, target, grant)
+            else:
+                headers = cache_view(req)
+                resp = await self._handle(req, found, host, target, headers)
+                if found is not None:
+                    resp = self._finish(req, found[0], headers, resp)
         except Exception as e:  # not clearly addressable: roll, or (in place) fail this one request
             self.failed(e, req)
             text = "akacdn: this request failed; the server recovered in place\n"
             resp = self._error(req, 500, text, "fault", "fault")
         if found is not None:
             self.counts.record(found[0].serial, resp.x_cache, resp.status, resp.length or 0)
+        return resp
+
+    async def _tunneled(
+        self, req: Request, found: tuple[Customer, bool], host: str | None, target: str, value: str
+    ) -> Response:
+        """Another edge's request (`upstream.py`): served only with a valid grant. SureRoute:
+        relayed to the origin as it came, nothing stored; a parent's: the cache flow, for
+        the child's scheme, never to a parent again. The asker's answer needs no response
+        rules or decoding here (the asking edge applies them for its client)."""
+        customer = found[0]
+        upstreams = self.fetcher.upstreams
+        try:
+            if upstreams is None:
+                raise TunnelRefused("unknown_key")
+            g = upstreams.verify(value, customer, req.method, target)
+        except TunnelRefused as e:
+            resp = self._error(req, 403, f"akacdn: tunnel refused ({e.reason})\n", "tunnel-refused", "tunnel_refused")
+            resp.headers.append((ERROR_HEADER, f"refused: {e.reason}"))
+            return resp
+        req.headers = [(k, v) for k, v in req.headers if k.lower() != TUNNEL_FIELD]
+        if g.purpose == "sureroute":
+            try:
+                got = await self.fetcher.relay(customer, req.method, target, req.headers, req.body or None)
+            except OriginError as e:
+                self.rt.log.limited("origin_error", customer=customer.name, error=str(e), tunnel_for=g.sender)
+                cs = 'akacdn; fwd=bypass; detail="origin-unreachable"'
+                extra = [(ERROR_HEADER, "origin unreachable")]
+                return self._reply(req, 502, [], b"akacdn: origin unreachable\n", cs, "MISS", extra=extra)
+            return self._reply(req, got.status, got.headers, got.body, 'akacdn; fwd=bypass; detail="sureroute"', "MISS")
+        proto = req.header("x-forwarded-proto")
+        if proto in ("http", "https"):
+            req.scheme = proto
+        req.from_child = True
+        headers = cache_view(req)
+        resp = await self._handle(req, found, host, target, headers)
+        cs = next((v for k, v in resp.headers if k == "Cache-Status"), "")
+        if resp.status == 502 and "origin-unreachable" in cs:  # the child tries its next way
+            resp.headers.append((ERROR_HEADER, "origin unreachable"))
         return resp
 
     async def _handle_injected(self, req: Request) -> Response:
@@ -413,7 +457,7 @@ class Handler:
                 return self._error(req, 403, text, "arl-not-configured", "arl_not_configured")
             target, override = a.target, float(a.ttl)  # the ARL's TTL overrides the origin's
         key = cache_key(customer.name, target, req.scheme)
-        client = Client(req.remote, req.scheme, host)
+        client = Client(req.remote, req.scheme, host, req.from_child)
         if req.method not in SAFE:
             return await self._unsafe(req, customer, key, headers, client)
         variants = self.store.variants(key) or []

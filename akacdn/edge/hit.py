@@ -38,6 +38,7 @@ NOT_PLAIN = frozenset(
         b"expect",
         b"content-length",
         b"transfer-encoding",
+        b"x-akacdn-tunnel",  # another edge's request: its grant is checked, its scheme taken
     }
 )
 FRAMING = frozenset({"content-length", "transfer-encoding", "content-range", "connection", "keep-alive"})

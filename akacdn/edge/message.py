@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 
 class Request:
-    __slots__ = ("method", "target", "headers", "remote", "body", "scheme")
+    __slots__ = ("method", "target", "headers", "remote", "body", "scheme", "from_child")
 
     def __init__(
         self,
@@ -37,6 +37,7 @@ class Request:
         self.remote = remote
         self.body = body
         self.scheme = scheme  # "https" when it came over TLS
+        self.from_child = False  # a child edge's miss (tiered distribution): never to a parent again
 
     def header(self, name: str) -> str | None:
         """The first value of a field (name in lower case)."""

@@ -19,12 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
+from ..config import Network
 from ..mapping.consumer import MapHolder
 from ..mapping.follow import MapFeed
-from ..mapping.maps import LowMap
+from ..mapping.maps import LowMap, RegionServers
 from ..mapping.messages import ANNOUNCE_TOPIC, PURGE_REQUEST_TOPIC, PURGE_TOPIC, REPORT_TOPIC, Report
 from ..mapping.report import send_heartbeats
 from ..messaging.client import Message, MessagingClient
@@ -42,6 +44,7 @@ from .purge import Purge, PurgeError, Seen, selector
 from .purgesync import PurgeSync
 from .tiers import TieredStore
 from .tls import Certificates
+from .upstream import Upstreams
 
 
 class _PurgeRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,6 +62,10 @@ class Edge:
         self.store = TieredStore(rt)
         self.via = f"1.1 {rt.machine.id} (akacdn)"
         self.fetcher = Fetcher(self.via, rt.state_dir / "cache", config_dir=Path(rt.net.path).parent)
+        self.upstreams = self.fetcher.upstreams = Upstreams(rt)
+        # upstream connections leave from this machine's own address (what a peering sees)
+        self.fetcher.source = rt.machine.host_address or rt.machine.address
+        self._hop_timeout(rt.net)
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
         rt.on_reload(self.configure)
         if rt.net.edge.workers > 1:  # the misses are shared with the workers (the disk tier too)
@@ -89,9 +96,17 @@ class Edge:
         self.cert_refused.inc()
         self.rt.log.error("certificate_refused", file=file, reason=why, kept="the certificate in use")
 
+    def _hop_timeout(self, net: Network) -> None:
+        """How long an upstream attempt may take to connect and answer while others are left."""
+        s = net.sureroute
+        self.fetcher.hop_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=s.connect_timeout, sock_read=s.head_timeout
+        )
+
     def configure(self, net: object) -> None:
         """A reloaded config (or a release bundle applied): customers, fault injection."""
         self.customers = CustomerIndex(self.rt.net)
+        self._hop_timeout(self.rt.net)
         self.handler.configure_faults(self.rt)
         self.certificates.update(self.rt.net)
         if self.certificates.enabled and not self._tls_listening and self.http is not None:
@@ -112,6 +127,10 @@ class Edge:
         self.handler.barred, self._contained = barred, contained
         if self.rt.recovery is not None:
             self.rt.recovery.contained = frozenset(contained)
+        if low.regions != self.upstreams.regions:  # the live edges: parents, SureRoute detours
+            self.upstreams.use_map(low)
+            if self.to_workers is not None:
+                self.to_workers(b"M", msgspec.msgpack.encode(low.regions))
 
     def status(self, interval: float) -> tuple[bool, float, str]:
         """Heartbeat content: healthy, requests per second since the last beat."""
@@ -229,7 +248,9 @@ class Edge:
             if self.certificates.enabled:
                 await self._listen_tls()
             self.rt.ready("socket")
-            await server.sweep()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(server.sweep())
+                tg.create_task(self.upstreams.run(self.fetcher.race))  # SureRoute's races
         finally:
             await server.close()
 
@@ -372,6 +393,10 @@ async def worker_main(rt: Runtime, link: Link) -> None:
                 edge.handler.barred = barred
                 if rt.recovery is not None:
                     rt.recovery.contained = frozenset(contained)
+        elif kind == b"M":
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                regions = msgspec.msgpack.decode(body, type=tuple[RegionServers, ...])
+                edge.upstreams.use_map(LowMap((0, 0), 0.0, regions))
         elif kind == b"X" and rt.recovery is not None:
             rt.recovery.set_mode(body.decode())
         elif kind == b"D":

@@ -102,8 +102,9 @@ def validate(net: Network, b: Bundle) -> Network:
     try:
         if b.type == "customer":
             customers = load_customers("bundle:customers.toml", b.content)
+            regions = {r.id for r in net.regions}
             check_customers_fit("bundle:customers.toml", customers, net.base_domain, net.map_subzones,
-                                net.faults.enabled)  # fmt: skip
+                                net.faults.enabled, regions)  # fmt: skip
             check_tls("bundle:customers.toml", Path(net.path).parent, customers, net.edge)
             return msgspec.structs.replace(net, customers=customers)
         if b.type == "system":

@@ -92,7 +92,7 @@ def test_client_connections_get_the_configured_send_buffer(proxy: Sem) -> None:
         assert s.recv(65536).startswith(b"HTTP/1.1 200")
         local = s.getsockname()[1]
         out = subprocess.run(
-            ["ss", "-tmnH", "state", "established", "( dport = :%d )" % local], capture_output=True, text=True
+            ["ss", "-tmnH", "state", "established", f"( dport = :{local} )"], capture_output=True, text=True
         ).stdout
     assert f"tb{2 * SNDBUF}," in out, out
 
