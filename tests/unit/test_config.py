@@ -186,6 +186,16 @@ NETWORK_CASES: list[tuple[str, Mutate, str, str]] = [
     ("base-domain-underscore", _set("base_domain", "aka_cdn.test"), "$.base_domain", "not a valid domain name"),
     ("base-domain-empty", _set("base_domain", ""), "$.base_domain", "not a valid domain name"),
     ("base-domain-long-label", _set("base_domain", "a" * 64 + ".test"), "$.base_domain", "not a valid domain name"),
+    ("parent-region-unknown", _set("parents", {"regions": ["r1", "r9"]}), "$.parents.regions[1]", "unknown region"),
+    ("parent-balance-below-one", _set("parents", {"balance_factor": 0.5}), "$.parents.balance_factor", "at least 1"),
+    ("parent-threshold-zero", _set("parents", {"fail_threshold": 0}), "$.parents.fail_threshold", ">= 1"),
+    (
+        "sureroute-race-after-interval",
+        _set("sureroute", {"interval": 10.0, "after_failure": 20.0}),
+        "$.sureroute.after_failure",
+        "must not exceed interval",
+    ),
+    ("sureroute-width-one", _set("sureroute", {"width": 1}), "$.sureroute.width", ">= 2"),
 ]
 
 
@@ -234,6 +244,18 @@ CUSTOMER_CASES: list[tuple[str, Mutate, str, str]] = [
         "http(s)://host[:port]",
     ),
     ("origin-no-scheme", _set("customers.0.origin", "origin.example"), "$.customers[0].origin", "http(s)://"),
+    (
+        "sureroute-without-test-object",
+        _set("customers.0.sureroute", True),
+        "$.customers[0].sureroute_test_object",
+        "needs a test object",
+    ),
+    (
+        "sureroute-test-object-not-a-path",
+        _set("customers.0.sureroute_test_object", "test.gif"),
+        "$.customers[0].sureroute_test_object",
+        "not a path",
+    ),
     ("origin-empty-host", _set("customers.0.origin", "http://"), "$.customers[0].origin", "http(s)://"),
 ]
 
@@ -400,3 +422,16 @@ def test_a_service_address_the_machine_does_not_have_stops_the_daemon_with_one_c
     assert "Traceback" not in out
     assert "cannot listen on 2001:2::99 port 18181 (TCP)" in out and "not an address of this machine" in out
     assert '"machine":"r1-e1"' in out, "the line names the machine"
+
+
+def test_a_customers_parent_region_must_be_a_network_region(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE_CUSTOMERS)
+    doc["customers"][0]["parent_regions"] = ["r9"]
+    path = _write(tmp_path, BASE_NETWORK, doc)
+    with pytest.raises(ConfigError) as got:
+        load_network(path)
+    assert got.value.key == "$.customers[0].parent_regions[0]" and "unknown region 'r9'" in got.value.reason
+    doc["customers"][0]["parent_regions"] = [BASE_NETWORK["regions"][0]["id"]]
+    net = load_network(_write(tmp_path, BASE_NETWORK, doc))
+    assert net.customers[0].parent_regions == [BASE_NETWORK["regions"][0]["id"]]
+    assert net.customers[1].parent_regions is None  # the network's default applies

@@ -201,6 +201,12 @@ def test_parent_grant_is_not_a_sureroute_grant() -> None:
     assert reason(value, purpose="sureroute") == "wrong_target"
 
 
+def test_a_receiver_that_takes_any_purpose_is_told_the_grants() -> None:
+    """The serving edge opens with purpose=None and acts on the grant's own purpose."""
+    for purpose in ("parent", "sureroute"):
+        assert opens(KEYS.seal(grant(purpose=purpose)), purpose=None).purpose == purpose
+
+
 def test_hops() -> None:
     for hops in (0, 3):
         assert opens(KEYS.seal(grant(hops=hops))).hops == hops
