@@ -96,6 +96,16 @@ class Edge:
         self.cert_refused.inc()
         self.rt.log.error("certificate_refused", file=file, reason=why, kept="the certificate in use")
 
+    def routes(self, app: web.Application) -> None:
+        """The edge's own management routes: purges in, its upstream choices out."""
+        app.router.add_post("/purge", self.purge_api)
+        app.router.add_get("/upstreams", self.upstreams_api)
+
+    async def upstreams_api(self, _: web.Request) -> web.Response:
+        """SureRoute's route per customer (primary, last race, each path's result) and the
+        parents' health: what this edge (process) does with its misses now."""
+        return web.json_response(self.upstreams.status())
+
     def _hop_timeout(self, net: Network) -> None:
         """How long an upstream attempt may take to connect and answer while others are left."""
         s = net.sureroute
@@ -344,7 +354,7 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
             tg.create_task(client.run())
             tg.create_task(feed.run())
             tg.create_task(follower.run())
-            tg.create_task(rt.serve_management(lambda app: app.router.add_post("/purge", edge.purge_api)))
+            tg.create_task(rt.serve_management(edge.routes))
             tg.create_task(rt.watchdog())
             # purges missed while down are applied before the disk tier serves again
             rt.not_ready("purges", "reading the purge journal")

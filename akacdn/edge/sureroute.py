@@ -264,16 +264,20 @@ class Routes:
     def status(self, now: float) -> dict[str, Any]:
         """For a status page: JSON-ready, paths in failover order."""
         racing = self._racing is not None and now < self._racing + self.settings.race_timeout
+
+        def ago(t: float | None) -> float | None:  # monotonic stamps mean nothing to a reader
+            return None if t is None else round(now - t, 3)
+
         return {
             "primary": self._primary.label,
-            "last_race": self._last_race,
+            "last_race_ago": ago(self._last_race),
             "racing": racing,
             "next_race_in": max(0.0, self._due - now),
             "paths": {
                 p.label: {
                     "seconds": r.seconds,
-                    "raced_at": r.raced_at,
-                    "failed_at": r.failed_at,
+                    "raced_ago": ago(r.raced_at),
+                    "failed_ago": ago(r.failed_at),
                     "avoided": self._avoided(now, r),
                 }
                 for p in self.order(now)

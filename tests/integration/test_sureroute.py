@@ -124,6 +124,8 @@ def test_a_cut_peering_is_routed_around_and_the_route_returns_when_it_heals(dn: 
     wait_for(direct_again, 30, "the route back to direct once the peering healed")
     back = events(dn, child, "sureroute_route") + events(dn, child, "sureroute_race")
     assert any(e.get("primary") == "direct" for e in back), back
+    status, body = dn.management(child, "/upstreams")  # what an operator sees
+    assert status == 200 and json.loads(body)["routes"]["demo"]["primary"] == "direct"
 
 
 def ok(r: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], bytes] | None:

@@ -337,12 +337,12 @@ def test_status_reports_the_primary_and_each_path() -> None:
     r = settled(R1, now=7.0)
     r.failed(8.0, R2)
     info = r.status(9.0)
-    assert info["primary"] == "via r1" and info["last_race"] == 7.0 and not info["racing"]
+    assert info["primary"] == "via r1" and info["last_race_ago"] == 2.0 and not info["racing"]
     assert info["next_race_in"] == pytest.approx(7.0 + S.interval - 9.0)
     assert list(info["paths"]) == [p.label for p in r.order(9.0)]
     assert info["paths"]["via r1"]["seconds"] == 0.100
-    assert info["paths"]["via r2"]["avoided"] and info["paths"]["via r2"]["failed_at"] == 8.0
-    assert info["paths"]["via r4"] == {"seconds": None, "raced_at": None, "failed_at": None, "avoided": False}
+    assert info["paths"]["via r2"]["avoided"] and info["paths"]["via r2"]["failed_ago"] == 1.0
+    assert info["paths"]["via r4"] == {"seconds": None, "raced_ago": None, "failed_ago": None, "avoided": False}
 
 
 # --- properties ------------------------------------------------------------------------
