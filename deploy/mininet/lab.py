@@ -671,9 +671,11 @@ def start_lab(
     loglevel: str = "warning",
     agents: bool = False,
     llns_per_region: int = 1,
+    tweak: Callable[[dict, dict], None] | None = None,
 ) -> Lab:
     """Build the topology, write the config, start every daemon and wait until the lab
-    works end to end (see the module docstring).  On any failure everything started is
+    works end to end (see the module docstring); ``tweak(network, customers)`` changes
+    the config documents before they are written.  On any failure everything started is
     removed again before the exception propagates."""
     t0 = time.monotonic()
     directory = Path(directory or f"/tmp/akacdn-lab-{prefix}")
@@ -693,7 +695,7 @@ def start_lab(
         for sub in ("state", "logs", "resolver", "nft"):  # fresh: no maps, terms, caches of an earlier run
             shutil.rmtree(directory / sub, ignore_errors=True)
         log(f"  topology {prefix}: {len(net.hosts)} hosts, {len(net.switches)} bridges in {t_net:.1f}s")
-        cfg = labnet.write_lab_config(directory / "config", net.topo, state_dir=directory / "state")
+        cfg = labnet.write_lab_config(directory / "config", net.topo, state_dir=directory / "state", tweak=tweak)
         lab = Lab(net, directory, cfg, log=log, agents=agents)
         lab.timings["topology"] = t_net
         lab.start(timeout)

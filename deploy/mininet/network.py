@@ -81,10 +81,11 @@ def service_address(host_ip: str) -> str:
     return str(ipaddress.ip_address(host_ip) + SERVICE_OFFSET)
 
 
-def write_lab_config(directory: Path, topo, state_dir: Path | None = None) -> LabConfig:
+def write_lab_config(directory: Path, topo, state_dir: Path | None = None, tweak=None) -> LabConfig:
     """Write network.toml, customers.toml and keys/ for ``topo`` (an ``AkacdnTopo``).
 
-    ``state_dir`` defaults to ``directory/../state``; returns a ``LabConfig``."""
+    ``state_dir`` defaults to ``directory/../state``; ``tweak(network, customers)``
+    changes the two documents last; returns a ``LabConfig``."""
     directory = Path(directory)
     (directory / "keys").mkdir(parents=True, exist_ok=True)
     info = topo.hostinfo
@@ -171,6 +172,8 @@ def write_lab_config(directory: Path, topo, state_dir: Path | None = None) -> La
             }
         ]
     }
+    if tweak is not None:
+        tweak(network, customers)
     (directory / "customers.toml").write_text(tomli_w.dumps(customers))
     cfg.network_path.write_text(tomli_w.dumps(network))
     return cfg
