@@ -328,6 +328,7 @@ class Handler:
         host, target = request_target(req)
         found = self.customers().lookup(host)
         rec = self.recovery
+        grant: str | None = None
         try:
             if rec is not None:
                 rec.serving = req
@@ -353,7 +354,8 @@ class Handler:
             text = "akacdn: this request failed; the server recovered in place\n"
             resp = self._error(req, 500, text, "fault", "fault")
         if found is not None:
-            self.counts.record(found[0].serial, resp.x_cache, resp.status, resp.length or 0)
+            tunneled = grant is not None
+            self.counts.record(found[0].serial, resp.x_cache, resp.status, resp.length or 0, tunneled)
         return resp
 
     async def _tunneled(

@@ -1,8 +1,11 @@
 """Per-serial traffic reports from the edges (pure): the mapping center's input for load
 balancing and fault quarantine.
 
-The edge counts, per serial, requests by cache outcome, bytes sent and errors (5xx it
-answered), and publishes them every heartbeat interval on the topic `report`.
+The edge counts, per serial, requests by cache outcome, bytes sent, errors (5xx it
+answered), the requests it sent to the origin, and how many of its requests came from
+other edges (tiered distribution, SureRoute detours), and publishes them every heartbeat
+interval on the topic `report`. Origin offload per serial is then
+1 - origin / (requests - tunneled), summed over the edges.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ class SerialCounts:
     """Counts since the last report."""
 
     def __init__(self) -> None:
-        self._counts: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+        self._counts: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])
 
-    def record(self, serial: int, x_cache: str, status: int, size: int) -> None:
+    def record(self, serial: int, x_cache: str, status: int, size: int, tunneled: bool = False) -> None:
         c = self._counts[serial]
         c[0] += 1
+        if tunneled:
+            c[6] += 1
         if x_cache in ("HIT", "STALE", "REVALIDATED"):
             c[1] += 1
         else:
@@ -28,6 +33,10 @@ class SerialCounts:
         if status >= 500:
             c[3] += 1
         c[4] += size
+
+    def origin(self, serial: int) -> None:
+        """This edge sent a request of `serial` to its origin."""
+        self._counts[serial][5] += 1
 
     def drain(self, machine: str, region: str, interval: float) -> Report | None:
         """The report for the interval just ended (None when nothing was served), and reset."""
@@ -41,5 +50,5 @@ class SerialCounts:
         """Add a worker process's counts (its drained report) to these."""
         for s in report.serials:
             c = self._counts[s.serial]
-            for i, v in enumerate((s.requests, s.hits, s.misses, s.errors, s.bytes)):
+            for i, v in enumerate((s.requests, s.hits, s.misses, s.errors, s.bytes, s.origin, s.tunneled)):
                 c[i] += v

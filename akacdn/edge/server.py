@@ -67,6 +67,7 @@ class Edge:
         self.fetcher.source = rt.machine.host_address or rt.machine.address
         self._hop_timeout(rt.net)
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
+        self.upstreams.on_origin = lambda c: self.handler.counts.origin(c.serial)
         rt.on_reload(self.configure)
         if rt.net.edge.workers > 1:  # the misses are shared with the workers (the disk tier too)
             waits = rt.counter("akacdn_edge_miss_lock_waits", "Misses that waited for another worker's fetch")

@@ -84,6 +84,7 @@ class Upstreams:
         self.regions: tuple[RegionServers, ...] = ()
         self.routes: dict[str, Routes] = {}  # per customer (by name) with SureRoute
         self.wake = asyncio.Event()
+        self.on_origin: Callable[[Customer], None] = lambda _: None  # an origin request was made
         self.attempts_total = rt.counter(
             "akacdn_edge_upstream_attempts", "Requests sent upstream, per kind and outcome", ("kind", "outcome")
         )
@@ -208,6 +209,8 @@ class Upstreams:
             if before != after and "down" in (before, after):
                 self.rt.record("parent_" + ("down" if after == "down" else "up"), parent=a.parent)
             return
+        if ok:  # an answer came from the origin, directly or through a SureRoute tunnel
+            self.on_origin(customer)
         r = self.routes.get(customer.name)
         if r is None or a.path is None:
             return

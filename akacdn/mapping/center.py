@@ -108,6 +108,16 @@ class Center:
         )
         self.serial_bytes = rt.counter("akacdn_serial_bytes", "Bytes the edges sent, per serial", ("serial",))
         self.serial_errors = rt.counter("akacdn_serial_errors", "5xx the edges answered, per serial", ("serial",))
+        self.serial_origin = rt.counter(
+            "akacdn_serial_origin_requests", "Requests the edges sent to the origin, per serial", ("serial",)
+        )
+        self.serial_tunneled = rt.counter(
+            "akacdn_serial_tunneled_requests", "Requests an edge got from another edge, per serial", ("serial",)
+        )
+        self.serial_offload = rt.gauge(
+            "akacdn_serial_origin_offload", "1 - origin requests / client requests since start, per serial", ("serial",)
+        )
+        self._offload: dict[str, list[int]] = {}  # serial -> [client requests, origin requests]
         self.published = rt.counter("akacdn_maps_published", "Maps sent to the relays", ("map",))
         self.journaled = rt.counter("akacdn_purges_journaled", "Purge requests appended to the journal")
         self.live_gauge = rt.gauge("akacdn_live_machines", "Machines heard healthy", ("role",))
@@ -205,6 +215,13 @@ class Center:
             self.serial_requests.labels(serial, "miss").inc(s.misses)
             self.serial_bytes.labels(serial).inc(s.bytes)
             self.serial_errors.labels(serial).inc(s.errors)
+            self.serial_origin.labels(serial).inc(s.origin)
+            self.serial_tunneled.labels(serial).inc(s.tunneled)
+            o = self._offload.setdefault(serial, [0, 0])
+            o[0] += s.requests - s.tunneled
+            o[1] += s.origin
+            if o[0] > 0:
+                self.serial_offload.labels(serial).set(round(1.0 - o[1] / o[0], 6))
 
     def rebuild(self) -> None:
         now, net = time.monotonic(), self.rt.net

@@ -71,6 +71,9 @@ class SerialReport(msgspec.Struct, frozen=True, array_like=True):
     misses: int  # went to the origin
     errors: int  # answered 5xx
     bytes: int
+    # (later fields default: older edges send without them)
+    origin: int = 0  # requests this edge sent to the origin (directly or through a SureRoute tunnel)
+    tunneled: int = 0  # of `requests`, those another edge sent (a child's miss at a parent; a detour)
 
 
 class Report(msgspec.Struct, frozen=True):

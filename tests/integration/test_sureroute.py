@@ -178,6 +178,10 @@ def test_a_parent_region_makes_one_origin_request_for_all_children(dn: Devnet) -
         assert any(f" {p} " in headers.get("via", "") for p in edges(dn, "r3")), headers  # through a parent
     assert len(bodies) == 1
     assert origin_count(dn, path) == 1
+    # the centers add up the edges' reports: 6 client requests, 1 origin request (the parent's)
+    leader = wait_for(dn.leader, 15, "a leading center")
+    offload = lambda: dn.metric(leader, "akacdn_serial_origin_offload", serial="321")  # noqa: E731
+    wait_for(lambda: abs(offload() - 5 / 6) < 1e-3, 15, "the tiered customer's offload reported")
     for p in edges(dn, "r3"):  # an edge of the parent region goes to the origin itself: nothing more
         status, headers, _ = edge_get(dn, p, path, TIERED_HOST)
         assert status == 200

@@ -18,3 +18,19 @@ def test_counts_by_serial_and_outcome_then_reset() -> None:
     assert report == Report("r1-e1", "r1", 1.0, [SerialReport(7, 1, 1, 0, 0, 5), SerialReport(123, 4, 2, 2, 1, 187)])
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(report), type=Report) == report
     assert c.drain("r1-e1", "r1", 1.0) is None
+
+
+def test_origin_requests_and_requests_from_other_edges_are_counted() -> None:
+    """Offload per serial: 1 - origin / (requests - tunneled)."""
+    c = SerialCounts()
+    c.record(9, "MISS", 200, 10)  # a client's miss, fetched from the origin
+    c.origin(9)
+    c.record(9, "MISS", 200, 10)  # a client's miss, answered by a parent
+    c.record(9, "HIT", 200, 10, tunneled=True)  # a child's request, from this edge's store
+    report = c.drain("r1-e1", "r1", 1.0)
+    assert report is not None and report.serials == [SerialReport(9, 3, 1, 2, 0, 30, origin=1, tunneled=1)]
+    merged = SerialCounts()
+    merged.merge(report)
+    assert merged.drain("r1-e1", "r1", 1.0) == report
+    old = msgspec.msgpack.encode([9, 3, 1, 2, 0, 30])  # an older edge's report line
+    assert msgspec.msgpack.decode(old, type=SerialReport) == SerialReport(9, 3, 1, 2, 0, 30, 0, 0)
