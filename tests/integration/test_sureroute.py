@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -30,26 +30,31 @@ TIERED_HOST = "www.tiered.example"
 TABLE = f"akacdn_sureroute_{os.getpid()}"
 
 
-def tweak(network: dict, customers: dict) -> None:
-    # timings a 200 ms stall cannot trip; short enough to see a failover and a return
-    network["sureroute"] = {
-        "interval": 3.0,
-        "after_failure": 1.0,
-        "retry_failed": 2.0,
-        "race_timeout": 5.0,
-        "connect_timeout": 1.5,
-        "head_timeout": 3.0,
-    }
-    demo = customers["customers"][0]
-    demo["sureroute"] = True
-    demo["sureroute_test_object"] = "/css/site.css"
-    tiered = {"name": "tiered", "serial": 321, "hostnames": [TIERED_HOST], "origin": demo["origin"]}
-    customers["customers"].append({**tiered, "parent_regions": ["r3"]})
+def sureroute_tweak(parent_region: str) -> Callable[[dict, dict], None]:
+    """The config change of the SureRoute tests (devnet and lab): SureRoute for the demo
+    customer, and a `tiered` customer with `parent_region`."""
+
+    def tweak(network: dict, customers: dict) -> None:
+        # timings a 200 ms stall cannot trip; short enough to see a failover and a return
+        network["sureroute"] = {
+            "interval": 3.0,
+            "after_failure": 1.0,
+            "retry_failed": 2.0,
+            "race_timeout": 5.0,
+            "connect_timeout": 1.5,
+            "head_timeout": 3.0,
+        }
+        demo = customers["customers"][0]
+        demo.update(sureroute=True, sureroute_test_object="/css/site.css")
+        tiered = {"name": "tiered", "serial": 321, "hostnames": [TIERED_HOST], "origin": demo["origin"]}
+        customers["customers"].append({**tiered, "parent_regions": [parent_region]})
+
+    return tweak
 
 
 @pytest.fixture(scope="module")
 def dn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    with supervised_devnet(tmp_path_factory.mktemp("sureroute") / "devnet", tweak) as d:
+    with supervised_devnet(tmp_path_factory.mktemp("sureroute") / "devnet", sureroute_tweak("r3")) as d:
         yield d
 
 

@@ -12,31 +12,13 @@ import shlex
 
 import pytest
 
+from ..integration.test_sureroute import TIERED_HOST, sureroute_tweak
 from .conftest import mnlab
 from .test_lab import DEMO_HOST, poll
 
 pytestmark = pytest.mark.root
 
-TIERED_HOST = "www.tiered.example"
-
-
-def tweak(network: dict, customers: dict) -> None:
-    # failure detection that a 200 ms stall cannot trip; short races to see the return
-    network["sureroute"] = {
-        "interval": 3.0,
-        "after_failure": 1.0,
-        "retry_failed": 2.0,
-        "race_timeout": 5.0,
-        "connect_timeout": 1.5,
-        "head_timeout": 3.0,
-    }
-    demo = customers["customers"][0]
-    demo.update(sureroute=True, sureroute_test_object="/css/site.css")
-    tiered = {"name": "tiered", "serial": 321, "hostnames": [TIERED_HOST], "origin": demo["origin"]}
-    customers["customers"].append({**tiered, "parent_regions": ["r2"]})
-
-
-LAB_OPTIONS = {"tweak": tweak}
+LAB_OPTIONS = {"tweak": sureroute_tweak("r2")}
 
 
 def get(lab, src: str, edge_address: str, path: str, host: str = DEMO_HOST) -> tuple[int, list[str]]:
