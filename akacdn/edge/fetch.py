@@ -292,6 +292,10 @@ class Fetcher:
                 if more:
                     continue
                 raise
+            except BaseException:  # cancelled (the client left, shutdown): no verdict on the path
+                if self.upstreams is not None:
+                    self.upstreams.abandoned(a)
+                raise
             if a.grant is not None and ERROR_HEADER in r.headers:  # the other edge's verdict: the path failed
                 why = r.headers[ERROR_HEADER]
                 r.release()

@@ -195,6 +195,11 @@ class Upstreams:
         if a.parent is not None:
             self.health.started(a.parent)
 
+    def abandoned(self, a: Attempt) -> None:
+        """An attempt given up without a verdict (cancelled): no longer in flight."""
+        if a.parent is not None:
+            self.health.finished(a.parent)
+
     def outcome(self, customer: Customer, a: Attempt, ok: bool, seconds: float) -> None:
         """How an attempt went (ok: an answer came; not ok: no answer, or an edge's verdict
         that the path failed): parents' health, SureRoute failover."""
