@@ -14,20 +14,21 @@ LAB_DEBS := mininet bridge-utils nftables iputils-ping keepalived stress-ng
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-recovery
+.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-recovery bench-sureroute
 
 help:
 	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
 	@echo "make test   install what is needed and run every test"
 	@echo "make test-unit | test-integration | test-lab   run one kind of test"
 	@echo "make lab    start the Mininet lab (regions, resolver, clients) with the daemons; LAB_ARGS='--agents'"
-	@echo "make bench  run every benchmark (bench-dns, bench-edge, bench-failover, bench-messaging, bench-mapping, bench-recovery); results in bench/results/"
+	@echo "make bench  run every benchmark (bench-dns, bench-edge, bench-failover, bench-messaging, bench-mapping, bench-recovery, bench-sureroute); results in bench/results/"
 	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
 	@echo "make bench-edge  wrk vs akacdn edge, nginx proxy_cache, Varnish on loopback, + a cold stampede"
 	@echo "make bench-failover  IP takeover outage: akacdn agent vs keepalived VRRPv3 in namespaces, + a 600 s soak under CPU load per system"
 	@echo "make bench-messaging delivery and latency over loss x paths x NACK, a 1.3 MB map's time, one relay vs nats-server (namespaces)"
 	@echo "make bench-mapping   how fast the maps follow a leader's death or cut-off, and an edge's death (namespaces)"
 	@echo "make bench-recovery  restart-to-serving per daemon, request of death to quarantine, a request-of-death storm (devnet)"
+	@echo "make bench-sureroute misses across a cut peering with SureRoute on and off, origin offload with a parent tier (devnet, nftables)"
 	@echo "make clean  remove the venv and run/ state"
 
 # Debian packages: installed with apt-get when root and missing; otherwise say what is needed.
@@ -92,7 +93,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-deps: deps $(BENCH_STAMP)
 
-bench: bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-recovery
+bench: bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-recovery bench-sureroute
 
 bench-dns: bench-deps
 	$(BIN)/python -m bench.dns.run $(BENCH_ARGS)
@@ -111,6 +112,9 @@ bench-mapping: bench-deps lab-deps
 
 bench-recovery: bench-deps
 	$(BIN)/python -m bench.recovery.run $(BENCH_ARGS)
+
+bench-sureroute: bench-deps
+	$(BIN)/python -m bench.sureroute.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) run *.egg-info

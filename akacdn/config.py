@@ -260,6 +260,7 @@ class ParentSettings(_Strict):
     retry_after: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0  # then one probe after this long
     balance_factor: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.5  # bounded load (0: off, else >= 1)
     max_parents: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3  # parents tried before the origin
+    balance_min: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 8  # bounded load only from this many in flight
 
 
 class ClientNetwork(_Strict):

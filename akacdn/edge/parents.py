@@ -72,10 +72,13 @@ class ParentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_after: float = 300.0  # seconds a down parent is left alone before one probe (ATS)
     balance_factor: float = 1.5  # bounded load: x the average share; <= 0 disables (HAProxy: 150, a percent)
     max_parents: int = 3  # parents one request tries before it goes to the origin
+    # bounded load applies only to a parent with at least this many of our requests in flight:
+    # below, the hash alone decides (a spill to a second parent costs a second origin fetch)
+    balance_min: int = 8
 
     def __post_init__(self) -> None:
-        if self.fail_threshold < 1 or self.max_parents < 1:
-            raise ValueError("fail_threshold and max_parents must be >= 1")
+        if self.fail_threshold < 1 or self.max_parents < 1 or self.balance_min < 1:
+            raise ValueError("fail_threshold, max_parents and balance_min must be >= 1")
         # 0 would let a granted probe lapse at once: more than one probe at a time
         if not 0 < self.retry_after < math.inf:
             raise ValueError("retry_after must be finite and > 0")
@@ -280,15 +283,18 @@ def choose(candidates: Sequence[Server], health: ParentHealth, now: float) -> li
         elif state == "retryable" and not up and probe is None:
             probe = c  # the first parent that may be tried for this key: its probe is sure to go
     order = [probe] if probe is not None and health.usable(probe.machine, now) else []
-    order.extend(_balanced(up, health, settings.balance_factor))
+    order.extend(_balanced(up, health, settings.balance_factor, settings.balance_min))
     return order[: settings.max_parents]
 
 
-def _balanced(up: list[Server], health: ParentHealth, factor: float) -> list[Server]:
+def _balanced(up: list[Server], health: ParentHealth, factor: float, floor: int = 1) -> list[Server]:
     """Bounded load, after HAProxy's `chash_server_is_eligible`: the request about to be sent
     plus those in flight, times `factor`, are the slots; each parent's share of them follows
     its capacity (equal shares when no capacity is given), rounded up, at least 1. A parent
-    with as many requests in flight as its slots is over: it goes after the others.
+    with as many requests in flight as its slots, and at least `floor`, is over: it goes
+    after the others. (HAProxy counts every source's load; an edge sees only its own, so at
+    low load one request in flight would already spill a key to a second parent, which
+    fetches its own copy: the floor leaves low load to the hash alone.)
 
     With factor >= 1 the slots outnumber the requests in flight, so some parent is always
     under its bound: bounded load only reorders, the first try is never an overloaded
@@ -306,5 +312,5 @@ def _balanced(up: list[Server], health: ParentHealth, factor: float) -> list[Ser
     over: list[Server] = []
     for s, load, w in zip(up, loads, weights, strict=True):
         share = max(1, math.ceil(slots * w / total_weight - 1e-9))  # no float dust over an integer
-        (under if load < share else over).append(s)
+        (under if load < max(share, floor) else over).append(s)
     return under + over

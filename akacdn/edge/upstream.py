@@ -69,7 +69,7 @@ def race_settings(net: Network) -> RaceSettings:
 
 def parent_settings(net: Network) -> tier.ParentSettings:
     p = net.parents
-    return tier.ParentSettings(p.fail_threshold, p.retry_after, p.balance_factor, p.max_parents)
+    return tier.ParentSettings(p.fail_threshold, p.retry_after, p.balance_factor, p.max_parents, p.balance_min)
 
 
 # the race's fetch: (attempt, customer, target, timeout) -> seconds it took; raises on failure

@@ -106,7 +106,7 @@ def test_windows_and_route_times() -> None:
     empty = analysis.window([], "demo", 0, 1)
     assert empty["requests"] == 0 and math.isnan(empty["success"]) and math.isnan(empty["max"])
     t = analysis.route_times(_results(), "demo", cut=1.0, heal=2.0)
-    assert t["first_detour"] == pytest.approx(1.2 + 1.2 - 1.0)  # the answer's arrival after the cut
+    assert t["first_detour"] == pytest.approx(1.7 + 0.005 - 1.0)  # the first answer to arrive, not the first due
     assert t["last_detour"] == pytest.approx(0.5)
     never = analysis.route_times(_results(), "plain", 1.0, 2.0)
     assert math.isnan(never["first_detour"]) and math.isnan(never["last_detour"])
@@ -116,6 +116,20 @@ def test_primary_changes_keep_the_first_poll_and_each_change() -> None:
     polls = [(0.0, "direct"), (0.5, "direct"), (1.0, "via r2"), (1.5, "via r2"), (2.0, "direct")]
     assert analysis.primary_changes(polls) == [(0.0, "direct"), (1.0, "via r2"), (2.0, "direct")]
     assert analysis.primary_changes([]) == []
+
+
+def test_route_events_keep_one_customers_sureroute_events_in_run_seconds() -> None:
+    events = [
+        {"ts": 1000.0, "event": "map_accepted", "map": "low"},
+        {"ts": 1003.5, "event": "sureroute_race", "customer": "demo", "ms": {"direct": 1.0}, "primary": "direct"},
+        {"ts": 1004.0, "event": "sureroute_race", "customer": "other", "ms": {}, "primary": "direct"},
+        {"ts": 1011.04, "event": "sureroute_failover", "customer": "demo", "primary": "via r3",
+         "previous": "direct", "reason": "direct failed a request; routing around"},
+    ]  # fmt: skip
+    got = analysis.route_events(events, "demo", 1000.0)
+    assert [(e["t"], e["event"]) for e in got] == [(3.5, "sureroute_race"), (11.04, "sureroute_failover")]
+    assert got[1]["previous"] == "direct" and "customer" not in got[1] and "ts" not in got[1]
+    assert analysis.route_events([], "demo", 0.0) == []
 
 
 def _doc() -> dict:
@@ -131,7 +145,10 @@ def _doc() -> dict:
             "per_second": analysis.per_second(res, name, 4),
         }
     peering = {"edge": "r1-e1", "region": "r1", "rate": 2.0, "duration": 4.0, "cut_at": 1.0, "heal_at": 3.0,
-               "customers": customers, "primary": [(0.0, "direct"), (1.5, "via r2")],
+               "customers": customers, "primary": [(0.0, "direct"), (1.5, "via r2")], "cap": 512,
+               "events": [{"t": 0.5, "event": "sureroute_race", "ms": {"direct": 1.0}, "primary": "direct"},
+                          {"t": 1.4, "event": "sureroute_failover", "primary": "via r2", "previous": "direct",
+                           "reason": "direct failed a request; routing around"}],
                "edge_counters": {"akacdn_edge_upstream_attempts_total": {FAILED: 3.0}}}  # fmt: skip
     off = {"objects": 10, "exponent": 1.0, "requests": 100, "seed": 1, "concurrency": 4, "children": ["a"] * 6,
            "distinct_objects": 8, "customers": {
@@ -151,6 +168,7 @@ def test_the_tables_judge_only_the_sureroute_customer_and_show_offload() -> None
     assert "meets" not in plain and "MISSES" not in plain and "33.33%" in plain
     assert "| 1 cut |" in text and "| 3 |" in text
     assert "1.5 s via r2" in text and "direct,failed 3" in text
+    assert "races on r1-e1 (1;" in text and "1.4 s sureroute_failover: direct -> via r2: direct failed" in text
     assert "| tiered | r3 | 100 | 99 | 9 | 8 | 91.00% | 92.00% | 99 |" in text
     assert "tiered: failures by outcome 502: 1" in text
     doc = _doc()

@@ -306,6 +306,21 @@ def test_bounded_load_follows_capacity() -> None:
     assert choose([peer, small], h, 0.0) == [small, peer]
 
 
+def test_low_load_stays_on_the_hash() -> None:
+    """Below `balance_min` requests in flight to a parent, bounded load does not move its
+    keys (each spill would cost a second parent's origin fetch), whatever the shares say."""
+    h = ParentHealth(ParentSettings(balance_factor=1.5, balance_min=8))
+    three = PARENTS[:3]
+    for _ in range(7):
+        h.started("p0")
+    assert choose(three, h, 0.0) == three  # 7 in flight: share ceil(1.5 x 8 / 3) = 4, but under the floor
+    h.started("p0")
+    assert choose(three, h, 0.0) == [PARENTS[1], PARENTS[2], PARENTS[0]]  # 8: over both
+    h1 = ParentHealth(ParentSettings(balance_factor=1.5, balance_min=1))
+    h1.started("p0")
+    assert choose(three, h1, 0.0) == [PARENTS[1], PARENTS[2], PARENTS[0]]  # HAProxy's rule alone: one is over
+
+
 def test_bounded_load_off_keeps_ring_order() -> None:
     h = ParentHealth(ParentSettings(balance_factor=0.0))
     for _ in range(100):
