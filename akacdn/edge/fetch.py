@@ -97,10 +97,12 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self.upstreams: Upstreams | None = None  # parents and SureRoute paths (None: always direct)
         self.source = ""  # the address upstream connections leave from ("": the kernel's choice)
-        self.hop_timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=10)  # while paths are left
+        self.hop_timeout = aiohttp.ClientTimeout(total=None, connect=6, sock_connect=3, sock_read=10)  # paths left
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=10)  # bodies stream: no total
+        # bodies stream: no total; `connect` bounds the wait for a pooled connection too (an
+        # unreachable origin fills the pool with hanging connects: later misses fail, not queue)
+        timeout = aiohttp.ClientTimeout(total=None, connect=6, sock_connect=3, sock_read=10)
         local = (self.source, 0) if self.source else None
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30, local_addr=local)
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)

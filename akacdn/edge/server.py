@@ -111,7 +111,7 @@ class Edge:
         """How long an upstream attempt may take to connect and answer while others are left."""
         s = net.sureroute
         self.fetcher.hop_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=s.connect_timeout, sock_read=s.head_timeout
+            total=None, connect=2 * s.connect_timeout, sock_connect=s.connect_timeout, sock_read=s.head_timeout
         )
 
     def configure(self, net: object) -> None:
