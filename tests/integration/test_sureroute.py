@@ -98,8 +98,16 @@ def detoured(headers: dict[str, str], region: str) -> bool:
     return any(f" {r}-e" in via for r in ("r1", "r2", "r3") if r != region)
 
 
+def knows_every_region(dn: Devnet, machine: str) -> bool:
+    """The edge has a low-level map with the other regions' edges: its SureRoute
+    candidates (direct, via r2, via r3) are the sign, and its parents come from that map."""
+    status, body = dn.management(machine, "/upstreams")
+    return status == 200 and len(json.loads(body)["routes"].get("demo", {}).get("paths", {})) >= 3
+
+
 def test_a_cut_peering_is_routed_around_and_the_route_returns_when_it_heals(dn: Devnet) -> None:
     child = edges(dn, "r1")[0]
+    wait_for(lambda: knows_every_region(dn, child), 30, f"{child} to know every region")
     n = iter(range(1000))
     status, headers, _ = wait_for(lambda: ok(edge_get(dn, child, f"/css/site.css?before={next(n)}")), 30, "a miss")
     assert not detoured(headers, "r1"), headers
@@ -176,6 +184,8 @@ def test_tunnel_requests_need_a_valid_fresh_grant(dn: Devnet) -> None:
 def test_a_parent_region_makes_one_origin_request_for_all_children(dn: Devnet) -> None:
     path = f"/img/photo-1.png?tier={time.monotonic_ns()}"
     children = edges(dn, "r1") + edges(dn, "r2")
+    for child in children:
+        wait_for(lambda c=child: knows_every_region(dn, c), 30, f"{child} to know every region")
     bodies = set()
     for child in children:
         status, headers, body = wait_for(lambda c=child: ok(edge_get(dn, c, path, TIERED_HOST)), 20, "a tiered answer")

@@ -7,6 +7,7 @@ all of its children's misses."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 
@@ -34,6 +35,12 @@ def get(lab, src: str, edge_address: str, path: str, host: str = DEMO_HOST) -> t
     return status, vias
 
 
+def knows_every_region(lab, machine: str) -> bool:
+    """The edge's low-level map has the other region's edges (its SureRoute candidates)."""
+    code, body = lab.management(machine, "/upstreams")
+    return code == 200 and len(json.loads(body)["routes"].get("demo", {}).get("paths", {})) >= 2
+
+
 def edge_of(lab, region: str) -> tuple[str, str]:
     machine = lab.machine_ids("edge", region)[0]
     return machine, lab.services(region)[machine]
@@ -44,6 +51,7 @@ def test_a_cut_peering_is_routed_around_through_another_region(lab) -> None:
     src = lab.client_host(c)
     machine, address = edge_of(lab, "r1")
     others = [m for m in lab.machine_ids("edge") if m not in lab.machine_ids("edge", "r1")]
+    poll(f"{machine} to know every region", lambda: knows_every_region(lab, machine), 30)
 
     def via_other(vias: list[str]) -> bool:
         return any(o in v for o in others for v in vias)
@@ -73,6 +81,8 @@ def test_a_parent_region_makes_one_origin_request_for_its_children(lab) -> None:
     src = lab.client_host(lab.client_nets()[0])
     path = f"/img/photo-1.png?tier={secrets.token_hex(4)}"
     parents = lab.machine_ids("edge", "r2")
+    for machine in lab.machine_ids("edge", "r1"):
+        poll(f"{machine} to know every region", lambda m=machine: knows_every_region(lab, m), 30)
     for machine in lab.machine_ids("edge", "r1"):
         address = lab.services("r1")[machine]
         status, vias = get(lab, src, address, path, TIERED_HOST)
