@@ -211,14 +211,14 @@ class Handler:
                 return None
             self.served += 1
             self.plain_hits += 1
-            self.counts.record(plain[0].serial, "HIT", p.entry.status, len(p.body))
+            self.counts.hit(plain[0].serial, p.entry.status, len(p.body))
             return sendable
         tail = p.tail(now)
         if tail is None:
             return None
         self.served += 1
         self.plain_hits += 1
-        self.counts.record(plain[0].serial, "HIT", p.entry.status, len(p.body))
+        self.counts.hit(plain[0].serial, p.entry.status, len(p.body))
         return [p.head, tail] if head else [p.head, tail, p.body]
 
     def _prepare(self, customer: Customer, entry: Entry, body: bytes) -> Prepared:

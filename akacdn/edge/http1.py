@@ -105,7 +105,7 @@ class Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.url = b""
-        self.fields: list[tuple[str, str]] = []
+        self.fields: list[tuple[bytes, bytes]] = []  # decoded only for the full flow (`_request`)
         self.host: bytes | None = None
         self.hosts = 0
         self.plain = True
@@ -197,7 +197,7 @@ class Connection(asyncio.Protocol):
             self.hosts += 1
         elif lower in NOT_PLAIN:
             self.plain = False
-        self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        self.fields.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -205,7 +205,7 @@ class Connection(asyncio.Protocol):
             raise Refused(400, "bad_host", "exactly one Host field is required")
         if not self.plain:
             for k, v in self.fields:
-                if k.lower() == "expect" and v.lower() == "100-continue" and self.transport is not None:
+                if k.lower() == b"expect" and v.lower() == b"100-continue" and self.transport is not None:
                     self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -238,7 +238,8 @@ class Connection(asyncio.Protocol):
                     self._send_hit_file(out)  # type: ignore[arg-type]
                 return
         url, body = self.url.decode("latin-1"), b"".join(self.body)
-        req = Request(method.decode("ascii"), url, self.fields, self.remote, body, self.scheme)
+        fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.fields]
+        req = Request(method.decode("ascii"), url, fields, self.remote, body, self.scheme)
         self.queue.append((req, keep))
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._answer_queue())

@@ -34,6 +34,15 @@ class SerialCounts:
             c[3] += 1
         c[4] += size
 
+    def hit(self, serial: int, status: int, size: int) -> None:
+        """A plain hit (`record` for the hot path)."""
+        c = self._counts[serial]
+        c[0] += 1
+        c[1] += 1
+        c[4] += size
+        if status >= 500:  # (a stored 501, say)
+            c[3] += 1
+
     def origin(self, serial: int) -> None:
         """This edge sent a request of `serial` to its origin."""
         self._counts[serial][5] += 1

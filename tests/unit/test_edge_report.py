@@ -34,3 +34,11 @@ def test_origin_requests_and_requests_from_other_edges_are_counted() -> None:
     assert merged.drain("r1-e1", "r1", 1.0) == report
     old = msgspec.msgpack.encode([9, 3, 1, 2, 0, 30])  # an older edge's report line
     assert msgspec.msgpack.decode(old, type=SerialReport) == SerialReport(9, 3, 1, 2, 0, 30, 0, 0)
+
+
+def test_a_plain_hit_counts_as_a_hit_and_a_stored_5xx_as_an_error() -> None:
+    c, r = SerialCounts(), SerialCounts()
+    for status in (200, 501):
+        c.hit(5, status, 10)
+        r.record(5, "HIT", status, 10)
+    assert c.drain("e", "r", 1.0) == r.drain("e", "r", 1.0)
