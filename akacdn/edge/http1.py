@@ -258,7 +258,16 @@ class Connection(asyncio.Protocol):
             return
         if self.fd < 0:
             self.fd = t.get_extra_info("socket").fileno()
-        self._sending = (hit, 0)
+        try:  # the common case: the socket takes it all at once
+            sent = os.sendfile(self.fd, hit.fd, 0, hit.size)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the client went away
+            self._close()
+            return
+        if sent == hit.size:
+            return
+        self._sending = (hit, sent)
         if not self._send_more():
             self.handler.file_waits.inc()
             loop = asyncio.get_running_loop()
