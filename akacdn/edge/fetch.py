@@ -56,6 +56,11 @@ SKIP_AUTO = ("Accept", "Accept-Encoding", "User-Agent")
 EDGE_OWN = frozenset({"x-cache", "x-served-by", ERROR_HEADER.lower()})
 
 
+def host_for_origin(customer: Customer) -> str:
+    """The Host an origin is asked for: the customer's first hostname, else the origin's own."""
+    return customer.hostnames[0] if customer.hostnames else urlsplit(customer.origin).netloc
+
+
 class OriginResponse:
     """An origin's answer as soon as its head arrived; `body` streams in behind it."""
 
@@ -174,7 +179,7 @@ class Fetcher:
     ) -> list[tuple[str, str]]:
         """The request fields for the origin: the client's end-to-end ones and the edge's
         Via, Forwarded, X-Forwarded-*, then the customer's rules (`forwarding`)."""
-        origin_host = customer.hostnames[0] if customer.hostnames else urlsplit(customer.origin).netloc
+        origin_host = host_for_origin(customer)
         return origin_request_fields(
             headers,
             method=method,
@@ -233,8 +238,7 @@ class Fetcher:
         fields (Via, Forwarded, X-Forwarded-*, the customer's rules); this edge adds its Via."""
         fields = [(k, v) for k, v in end_to_end(headers) if k.lower() not in ("host", "via", HEADER_NAME.lower())]
         via = ", ".join([v for k, v in headers if k.lower() == "via"] + [self.via])
-        host = customer.hostnames[0] if customer.hostnames else urlsplit(customer.origin).netloc
-        fields += [("Host", host), ("Via", via)]
+        fields += [("Host", host_for_origin(customer)), ("Via", via)]
         direct = [Attempt(customer.origin.rstrip("/"), "direct")]
         return await self._request(customer, method, target, fields, Client(""), body, direct)
 
@@ -242,7 +246,7 @@ class Fetcher:
         """Fetch a SureRoute test object over one path: seconds to its whole answer (any
         status but 5xx); OriginError when the path failed."""
         assert self._session is not None
-        host = a.host or (customer.hostnames[0] if customer.hostnames else urlsplit(customer.origin).netloc)
+        host = a.host or host_for_origin(customer)
         fields = {"Host": host, "Via": self.via, "Cache-Control": "no-cache", "User-Agent": "akacdn-sureroute"}
         if a.grant is not None:
             fields[HEADER_NAME] = a.grant

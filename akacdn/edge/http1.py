@@ -105,7 +105,7 @@ class Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.url = b""
-        self.fields: list[tuple[bytes, bytes]] = []  # decoded only for the full flow (`_request`)
+        self.fields: list[tuple[bytes, bytes]] = []  # decoded only for the full flow's Request
         self.host: bytes | None = None
         self.hosts = 0
         self.plain = True
