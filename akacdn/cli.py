@@ -326,6 +326,17 @@ def run_akamaize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _octet(text: str) -> int:
+    """An address octet, 0-255."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 255:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address octet (0-255)")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="akacdn",
@@ -346,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
         "origin, each its own process on 127.<net>.x.y; print the dig/curl lines to try; Ctrl-C stops all.",
     )
     d.add_argument("--dir", default="run/devnet", help="where config, state and logs go (default run/devnet)")
-    d.add_argument("--net", type=int, default=0, help="second octet of the 127.x.y.z addresses (default 0)")
+    d.add_argument("--net", type=_octet, default=0, help="second octet of the 127.x.y.z addresses (default 0)")
     d.add_argument("--dns-port", type=int, default=0, help="DNS port (default 53 as root, else 5353)")
     d.add_argument("--http-port", type=int, default=0, help="HTTP port (default 80 as root, else 8080)")
     d.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")

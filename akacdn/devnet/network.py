@@ -35,6 +35,10 @@ class Layout(msgspec.Struct, frozen=True):
     dns_port: int
     http_port: int
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.net <= 255:
+            raise ValueError(f"devnet net {self.net} is not a second octet (0-255) of 127.<net>.x.y")
+
     @property
     def https_port(self) -> int:
         """443 beside port 80, else 8443 beside 8080 (the HTTP port + 363)."""

@@ -21,8 +21,11 @@ import pytest
 from akacdn.devnet.network import Tweak, default_layout
 from akacdn.devnet.supervisor import Devnet
 
-# a second octet per devnet, so tests never meet a `make run` devnet (127.0.x.y) or each other
-_nets = itertools.count(100 + os.getpid() % 60 * 2)
+# A second octet per devnet, so tests never meet a `make run` devnet (127.0.x.y) or each other. The
+# octets cycle through 100..249 (a run uses a few dozen; a devnet's octet is free again long before the
+# cycle comes back to it); the start depends on the pid so two runs side by side rarely share one.
+_NET_FIRST, _NET_COUNT = 100, 150
+_nets = (_NET_FIRST + (os.getpid() % 75 * 2 + i) % _NET_COUNT for i in itertools.count())
 
 
 @dataclass

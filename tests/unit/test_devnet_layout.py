@@ -1,0 +1,38 @@
+"""The devnet's address layout refuses a second octet that would make no address."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from akacdn.cli import parser
+from akacdn.devnet.network import Layout
+
+
+@pytest.mark.parametrize("net", [0, 100, 255])
+def test_layout_addresses_are_addresses(net: int) -> None:
+    lay = Layout(net, 53, 80)
+    for a in [*lay.tlns, lay.origin, lay.llns(3), lay.edge(3, 2)]:
+        assert ipaddress.ip_address(a).is_loopback
+
+
+@pytest.mark.parametrize("net", [-1, 256, 300])
+def test_layout_refuses_a_net_outside_an_octet(net: int) -> None:
+    with pytest.raises(ValueError, match="0-255"):
+        Layout(net, 53, 80)
+
+
+@pytest.mark.parametrize("text", ["256", "-3", "ten"])
+def test_devnet_command_refuses_a_bad_net(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parser().parse_args(["devnet", "--net", text])
+    assert e.value.code == 2
+    assert "not an address octet (0-255)" in capsys.readouterr().err
+
+
+def test_integration_nets_stay_inside_an_octet() -> None:
+    from tests.integration.conftest import _nets
+
+    seen = [next(_nets) for _ in range(1000)]
+    assert min(seen) >= 100 and max(seen) <= 249
