@@ -185,6 +185,18 @@ class MappingSettings(_Strict):
     flap_reuse: Annotated[float, msgspec.Meta(gt=0)] = 750.0  # ... until decayed below this
     flap_half_life: Seconds = 30.0
     flap_max_suppress: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+    # measured, load-aware assignment of client networks to regions (`mapping.allocate`)
+    assign_interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 60.0  # Akamai: about once a minute
+    loss_weight: Annotated[float, msgspec.Meta(ge=0, le=1e6)] = 10.0  # score: RTT ms + this per % loss
+    target_load: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.85  # of a region's capacity, assigned at most
+    return_load: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.75  # a shed network returns only below this
+    move_margin: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.15  # move only for a score this much better
+    hold: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 300.0  # a moved network stays this long
+    max_moves: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50  # networks moved per cycle, at most
+    ramp_steps: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3  # cycles a move back to a better region ramps over
+    probe_stale: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 180.0  # older probe data is no data
+    probe_ewma: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3  # weight of a new probe round
+    ranked: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4  # regions per client network in the map
 
 
 class RecoverySettings(_Strict):
@@ -263,11 +275,53 @@ class ParentSettings(_Strict):
     balance_min: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 8  # bounded load only from this many in flight
 
 
+class ProbeSettings(_Strict):
+    """Measured mapping's probes (`mapping.probe`): the edges of each region measure RTT and
+    loss to the configured probe targets of the client networks it may serve, and to the
+    other regions' LLNSes; results go to the mapping centers on topic `probe`."""
+
+    interval: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 10.0  # a round of probes
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] = 2.0  # a probe without a reply by then is lost
+    rate: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 50  # probes a second per machine, at most
+    probers: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2  # edges of a region that probe each client network
+    regions: bool = True  # also probe the other regions' LLNSes (region-to-region RTT)
+
+
 class ClientNetwork(_Strict):
-    """A client network and the region that serves it best (from measurement or operator)."""
+    """A client network (a map unit): where its clients are, how to measure it, and the
+    region that serves it when there are no measurements (operator's static choice)."""
 
     prefix: str
-    region: str
+    region: str = ""  # static best region ("" = none: the LLNS region's default order)
+    probes: list[str] = []  # probe targets: "address" (port 53) or "address:port" ("[v6]:port")
+    probe: Literal["dns", "tcp"] = "dns"  # a DNS query over UDP (any reply counts), or a TCP connect
+    regions: list[str] = []  # the regions that may serve it (empty: all)
+    weight: Annotated[float, msgspec.Meta(gt=0, le=1e9)] = 1.0  # expected demand share until measured
+
+
+def probe_target(text: str, default_port: int) -> tuple[str, int]:
+    """(address, port) of a probe target: "address", "address:port" or "[v6]:port"."""
+    host, port = text, default_port
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r} is not address[:port]")
+        if rest:
+            port = _port(text, rest[1:])
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = _port(text, p)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not address[:port]") from None
+    return host, port
+
+
+def _port(text: str, p: str) -> int:
+    if not p.isdigit() or not 0 < int(p) < 65536:
+        raise ValueError(f"{text!r}: bad port")
+    return int(p)
 
 
 _KEY_HEX = r"^(?:[0-9a-f]{2}){16,64}$"
@@ -294,6 +348,8 @@ class Region(_Strict):
     id: Ident
     description: str = ""
     fallback: list[str] = []  # regions to serve from, in order, when this one cannot
+    network: str = ""  # the ISP / AS it sits in: a referral's LLNSes span >= 2 of them (shared fate)
+    site: str = ""  # the datacenter or city
 
 
 class Machine(_Strict):
@@ -302,7 +358,10 @@ class Machine(_Strict):
     address: str
     address6: str = ""  # edge: IPv6 service address, answered as AAAA
     region: str = ""
-    capacity: PositiveInt = 100
+    capacity: PositiveInt = 100  # relative weight: an edge's share of serials and parent keys
+    # edge: requests a second it takes at most (load feedback: a region over `[mapping] target_load`
+    # of its live edges' sum sheds client networks); 0 = not load-managed
+    max_rps: Annotated[float, msgspec.Meta(ge=0, le=1e9)] = 0.0
     public_key: str = ""  # mapper: Ed25519 public key, hex
     preference: Annotated[float, msgspec.Meta(ge=-1, le=1)] = 0.0  # mapper: added to its standing to lead
     key_file: str = ""  # mapper: Ed25519 private key (raw 32 bytes, hex), relative to config
@@ -428,6 +487,7 @@ class NetworkFile(_Strict):
     faults: FaultSettings = FaultSettings()
     sureroute: SureRouteSettings = SureRouteSettings()
     parents: ParentSettings = ParentSettings()
+    probing: ProbeSettings = ProbeSettings()
     map_subzones: list[str] = msgspec.field(default_factory=lambda: ["g"])
     regions: list[Region] = []
     machines: list[Machine] = []
@@ -454,6 +514,7 @@ class Network(msgspec.Struct, frozen=True):
     faults: FaultSettings
     sureroute: SureRouteSettings
     parents: ParentSettings
+    probing: ProbeSettings
     map_subzones: tuple[str, ...]
     client_networks: tuple[ClientNetwork, ...]
     message_key: bytes  # the key we send with
@@ -586,8 +647,21 @@ def _check_network(path: Path, f: NetworkFile) -> None:
             ipaddress.ip_network(c.prefix, strict=False)
         except ValueError:
             raise ConfigError(path, f"$.client_networks[{i}].prefix", f"{c.prefix!r} is not a network") from None
-        if c.region not in regions:
-            raise ConfigError(path, f"$.client_networks[{i}].region", f"unknown region {c.region!r}")
+        at = f"$.client_networks[{i}]"
+        if c.region and c.region not in regions:
+            raise ConfigError(path, f"{at}.region", f"unknown region {c.region!r}")
+        for j, r in enumerate(c.regions):
+            if r not in regions:
+                raise ConfigError(path, f"{at}.regions[{j}]", f"unknown region {r!r}")
+        if c.region and c.regions and c.region not in c.regions:
+            raise ConfigError(path, f"{at}.region", f"{c.region!r} is not among the network's regions")
+        for j, t in enumerate(c.probes):
+            try:
+                probe_target(t, 80 if c.probe == "tcp" else 53)
+            except ValueError as e:
+                raise ConfigError(path, f"{at}.probes[{j}]", str(e)) from None
+    if f.mapping.return_load > f.mapping.target_load:
+        raise ConfigError(path, "$.mapping.return_load", "must not exceed target_load")
     ids, endpoints = set(), set()
     for i, m in enumerate(f.machines):
         at = f"$.machines[{i}]"
@@ -791,6 +865,7 @@ def load_network(path: str | Path) -> Network:
         faults=f.faults,
         sureroute=f.sureroute,
         parents=f.parents,
+        probing=f.probing,
         map_subzones=tuple(f.map_subzones),
         client_networks=tuple(
             msgspec.structs.replace(c, prefix=str(ipaddress.ip_network(c.prefix, strict=False)))

@@ -41,6 +41,18 @@ class ClientRoute(msgspec.Struct, frozen=True):
     region: str  # the region that serves it best
 
 
+class Route(msgspec.Struct, frozen=True, array_like=True):
+    """The mapping center's decision for one client network: its regions, best first.
+    `weights` (same length, summing to 1) split the network's clients between them while a
+    move ramps (by a hash of the client's /24 or /56); empty: all to the first serving one.
+    An LLNS answers from the first region of the list that is serving (the weighted pick
+    among those with weight first)."""
+
+    prefix: str
+    regions: tuple[str, ...]
+    weights: tuple[float, ...] = ()
+
+
 class RegionServers(msgspec.Struct, frozen=True):
     region: str
     servers: tuple[Server, ...]  # live edges
@@ -74,6 +86,10 @@ class LowMap(msgspec.Struct, frozen=True, tag="low"):
     regions: tuple[RegionServers, ...]
     clients: tuple[ClientRoute, ...] = ()
     quarantines: tuple[Quarantine, ...] = ()  # constraints per serial (recovery: a request of death)
+    # measured mapping: the ranked regions per client network (longest prefix wins), and per
+    # LLNS region the order for clients no route covers
+    routes: tuple[Route, ...] = ()
+    defaults: dict[str, tuple[str, ...]] = {}
 
     @property
     def key(self) -> str:

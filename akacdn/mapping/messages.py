@@ -76,11 +76,33 @@ class SerialReport(msgspec.Struct, frozen=True, array_like=True):
     tunneled: int = 0  # of `requests`, those another edge sent (a child's miss at a parent; a detour)
 
 
+PROBE_TOPIC = "probe"  # measured mapping: probe rounds from the edges
+
+
+class ProbeResult(msgspec.Struct, frozen=True, array_like=True):
+    """One round's probes to one client network's targets (`target` its prefix) or to one
+    region's LLNSes (`target` the region id)."""
+
+    target: str
+    sent: int
+    lost: int
+    rtt_ms: float = -1.0  # median RTT of the replies (-1: none came back)
+
+
+class ProbeReport(msgspec.Struct, frozen=True):
+    machine: str
+    region: str
+    at: float  # wall clock
+    networks: tuple[ProbeResult, ...] = ()
+    regions: tuple[ProbeResult, ...] = ()
+
+
 class Report(msgspec.Struct, frozen=True):
     machine: str
     region: str
     interval: float  # seconds the counts cover
     serials: list[SerialReport]
+    clients: dict[str, int] = {}  # requests per configured client network (prefix) in the interval
 
 
 REGION_TOPIC = "region"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from akacdn.config import ConfigError, load_customers, load_network
+from akacdn.config import ConfigError, load_customers, load_network, probe_target
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_HEX = "ab" * 32  # a syntactically valid Ed25519 public key (64 hex digits)
@@ -196,7 +196,35 @@ NETWORK_CASES: list[tuple[str, Mutate, str, str]] = [
         "must not exceed interval",
     ),
     ("sureroute-width-one", _set("sureroute", {"width": 1}), "$.sureroute.width", ">= 2"),
-]
+    # measured mapping
+    ("network-region-unknown", _set("client_networks", [{"prefix": "198.18.0.0/24", "region": "r9"}]),
+     "$.client_networks[0].region", "unknown region 'r9'"),
+    ("network-regions-unknown", _set("client_networks", [{"prefix": "198.18.0.0/24", "regions": ["r1", "r7"]}]),
+     "$.client_networks[0].regions[1]", "unknown region 'r7'"),
+    ("network-static-not-allowed", _set("client_networks", [{"prefix": "198.18.0.0/24", "region": "r1",
+     "regions": ["r2"]}]), "$.client_networks[0].region", "not among the network's regions"),
+    ("probe-target-name", _set("client_networks", [{"prefix": "198.18.0.0/24", "probes": ["resolver.example"]}]),
+     "$.client_networks[0].probes[0]", "is not address[:port]"),
+    ("probe-target-port", _set("client_networks", [{"prefix": "198.18.0.0/24", "probes": ["198.18.0.1:0"]}]),
+     "$.client_networks[0].probes[0]", "bad port"),
+    ("probe-target-v6-port", _set("client_networks", [{"prefix": "198.18.0.0/24", "probes": ["[fd00::1]x"]}]),
+     "$.client_networks[0].probes[0]", "is not address[:port]"),
+    ("probe-method", _set("client_networks", [{"prefix": "198.18.0.0/24", "probe": "icmp"}]),
+     "$.client_networks[0].probe", "Invalid enum value 'icmp'"),
+    ("network-weight-zero", _set("client_networks", [{"prefix": "198.18.0.0/24", "weight": 0}]),
+     "$.client_networks[0].weight", "> 0"),
+    ("return-above-target", _set("mapping", {"target_load": 0.8, "return_load": 0.9}), "$.mapping.return_load",
+     "must not exceed target_load"),
+    ("probe-rate-zero", _set("probing", {"rate": 0}), "$.probing.rate", ">= 1"),
+    ("max-rps-negative", _set("machines.4.max_rps", -1), "$.machines[4].max_rps", ">= 0"),
+]  # fmt: skip
+
+
+def test_probe_targets_parse() -> None:
+    assert probe_target("198.18.0.1", 53) == ("198.18.0.1", 53)
+    assert probe_target("198.18.0.1:5300", 53) == ("198.18.0.1", 5300)
+    assert probe_target("fd00::1", 53) == ("fd00::1", 53)
+    assert probe_target("[fd00::1]:80", 53) == ("fd00::1", 80)
 
 
 @pytest.mark.parametrize(("mutate", "key", "reason"), [c[1:] for c in NETWORK_CASES], ids=[c[0] for c in NETWORK_CASES])
