@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from .maps import NameServer, Server
@@ -43,13 +43,26 @@ def nameservers_for_client(
     slots: int = 8,
     regions: int = 3,
     preferred: str | None = None,
+    *,
+    networks: Mapping[str, str] | None = None,
+    min_networks: int = 2,
 ) -> list[NameServer]:
-    """`slots` LLNS entries from up to `regions` regions for one client bucket.
+    """`slots` LLNS entries from `regions` regions (or fewer when fewer have a live LLNS)
+    for one client bucket.
 
     The `preferred` region (the client's route) comes first when it has a live LLNS;
     the other regions are ranked per client. The slots are dealt round-robin over the
     chosen regions' nameservers, so an answer names several regions (and may repeat
     an address, as the 2000 dig study saw of Akamai's n0g..n8g).
+
+    Shared fate: given `networks` (region id -> the network / ISP it sits in; "" or
+    missing: unknown, which counts as no network of its own), the chosen regions span at
+    least `min_networks` distinct networks when the nameservers' regions offer that many.
+    The regions are taken greedily in rank order, except that while fewer than
+    `min_networks` networks are covered, the next one is the best-ranked region of a
+    network not yet covered (if any is left); at least `regions` regions are taken when
+    that many exist (more when `min_networks` > `regions`). Without `networks` the
+    choice is the first `regions` regions of the ranking.
     """
     by_region: dict[str, list[NameServer]] = {}
     for ns in nameservers:
@@ -57,7 +70,7 @@ def nameservers_for_client(
     if not by_region:
         return []
     ranked = sorted(by_region, key=lambda r: (r != preferred, -score(client, r)))
-    chosen = ranked[:regions]
+    chosen = ranked[:regions] if networks is None else _spread(ranked, regions, preferred, networks, min_networks)
     lists = [sorted(by_region[r], key=lambda ns: score(client, ns.machine), reverse=True) for r in chosen]
     out: list[NameServer] = []
     i = 0
@@ -66,6 +79,32 @@ def nameservers_for_client(
         out.append(lst[(i // len(lists)) % len(lst)])
         i += 1
     return out
+
+
+def _spread(
+    ranked: Sequence[str], regions: int, preferred: str | None, networks: Mapping[str, str], min_networks: int
+) -> list[str]:
+    """At least `regions` of the `ranked` regions, the preferred one first, covering
+    `min_networks` known networks when they exist: while short of networks, the next is
+    the best-ranked region of a network not yet covered."""
+    left = list(ranked)
+    chosen: list[str] = []
+    covered: set[str] = set()
+    while left:
+        pick = None
+        if not chosen and left[0] == preferred:
+            pick = preferred
+        elif len(covered) < min_networks:
+            pick = next((r for r in left if networks.get(r, "") and networks[r] not in covered), None)
+        if pick is None:
+            if len(chosen) >= regions:
+                break
+            pick = left[0]
+        chosen.append(pick)
+        left.remove(pick)
+        if networks.get(pick, ""):
+            covered.add(networks[pick])
+    return chosen
 
 
 def client_bucket(address: str) -> str:
