@@ -174,7 +174,11 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},
         "dns": {"workers": 1, "rrl_rate": 50, "rrl_slip": 2},
-        "regions": [{"id": r, "fallback": [x for x in REGIONS if x != r]} for r in REGIONS],
+        # two networks (ISPs) over the three regions: every referral spans both (shared fate)
+        "regions": [
+            {"id": r, "fallback": [x for x in REGIONS if x != r], "network": f"as6450{i % 2}", "site": f"site{i}"}
+            for i, r in enumerate(REGIONS)
+        ],
         # lab client networks and the region that serves each best (what ECS queries map by)
         "client_networks": [{"prefix": f"198.18.{i}.0/24", "region": r} for i, r in enumerate(REGIONS, 1)],
         "machines": machines(lay, pub, more_mappers=(pub2,)),

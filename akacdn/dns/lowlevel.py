@@ -1,13 +1,16 @@
 """LLNS answers (pure): the map subzones `<s>.<base>` (default `g`).
 
 `aNNN.<s>.<base> A` (AAAA when the edges have IPv6) answers the two servers that carry
-serial NNN in the best serving region for the client, TTL 20 s by default:
+serial NNN in the region the low-level map chose for the client, TTL 20 s by default.
+The LLNS decides nothing global: it looks the choice up.
 
-* the region the low-level map's client routes name for the client (the ECS subnet
-  when sent, else the resolver), else this LLNS's own region;
-* when that region is not serving (down, or fewer than 2 live edges), the next serving
-  region of its configured fallback order, then this LLNS's own region, then any
-  serving region (by id); as a last resort any region with a live edge.
+* The map's routes: the ranked regions of the client network the client is in (the
+  longest prefix covering the ECS subnet when sent, else the resolver); the first of
+  them that is serving, or, while a move ramps, a pick by the routes' weights from a
+  hash of the client's /24 (/56), so each client keeps its region through the ramp.
+* No route covers the client: the map's default order for this LLNS's region.
+* Nothing of those serving: any serving region (by id); as a last resort any region
+  with a live edge.
 
 A serial the low-level map quarantines is answered only with its few allowed edges (in
 the first region of that order that has one live; SERVFAIL when none is).
@@ -26,8 +29,8 @@ from dnslib import NS, QTYPE, RCODE, RR, DNSQuestion
 from .. import serials
 from ..config import Network
 from ..mapping.assign import servers_for_serial
-from ..mapping.maps import LowMap, Server
-from ..mapping.routing import ClientRoutes
+from ..mapping.maps import LowMap, Route, Server
+from ..mapping.routing import PrefixTable
 from .packed import Packed, owned_by_question
 from .toplevel import ns_names, whoami
 from .wire import Answer, Client, refused
@@ -38,9 +41,11 @@ class LowLevelZone:
     def __init__(self, net: Network, region: str) -> None:
         self.region = region
         self.low: LowMap | None = None
-        self.routes = ClientRoutes(())
+        self.routes: PrefixTable[Route] = PrefixTable(())
         self._servers: dict[tuple[str, int], list[Server]] = {}
-        self._orders: dict[str, list[str]] = {}
+        self._chosen: dict[int, str | None] = {}  # id(route) -> its region (unweighted routes)
+        self._serving: set[str] = set()
+        self._default: list[str] = []  # regions for clients no route covers, best first
         # (type, id of a list in _servers) -> packed answer; cleared with _servers
         self._packed: dict[tuple[int, int], Packed] = {}
         self.quarantined: dict[int, frozenset[str]] = {}  # serial -> the only edges that may serve it
@@ -52,9 +57,7 @@ class LowLevelZone:
         self.zones = {sub: origin_labels(f"{sub}.{net.base_domain}") for sub in net.map_subzones}
         self.ns = {sub: ns_names(sub, net.base_domain) for sub in net.map_subzones}
         self.serials = {c.serial for c in net.customers}
-        self.fallback = {r.id: list(r.fallback) for r in net.regions}
         self._set_soa()
-        self._orders.clear()
         self._servers.clear()
         self._packed.clear()
 
@@ -68,46 +71,64 @@ class LowLevelZone:
     def use_map(self, low: LowMap) -> None:
         self.low = low
         self.quarantined = {q.serial: frozenset(q.servers) for q in low.quarantines}
-        self.routes = ClientRoutes(low.clients)
+        routes = low.routes or tuple(Route(c.prefix, (c.region,)) for c in low.clients)  # (an older center's map)
+        self.routes = PrefixTable((r.prefix, r) for r in routes)
+        self._serving = {r.region for r in low.regions if r.serving}
+        own = low.defaults.get(self.region, (self.region,))
+        seq = [r for r in dict.fromkeys([*own, *sorted(self._serving)]) if r in self._serving]
+        self._default = seq or [r.region for r in low.regions if r.servers]  # nothing serving: any live edge
         self._set_soa()
         self._servers.clear()
-        self._orders.clear()
+        self._chosen.clear()
         self._packed.clear()
 
-    def _order(self, target: str) -> list[str]:
-        """Regions to try for clients whose best region is `target`, best first."""
-        got = self._orders.get(target)
-        if got is None:
-            assert self.low is not None
-            serving = {r.region for r in self.low.regions if r.serving}
-            seq = [target, *self.fallback.get(target, []), self.region, *sorted(serving)]
-            got = list(dict.fromkeys(r for r in seq if r in serving))
-            if not got:  # nothing fully serving: anything with a live edge
-                got = [r.region for r in self.low.regions if r.servers]
-            self._orders[target] = got
-        return got
+    def region_for(self, client: Client) -> tuple[str | None, bool]:
+        """The region that answers this client, and whether the choice depends on the client."""
+        if self.routes.empty:
+            return (self._default[0] if self._default else None), False
+        route, _ = self.routes.lookup(client.address())
+        if route is None:
+            return (self._default[0] if self._default else None), True
+        if route.weights:
+            return self._weighted(route, client), True
+        key = id(route)
+        try:
+            return self._chosen[key], True
+        except KeyError:
+            got = next((r for r in route.regions if r in self._serving), None)
+            if got is None and self._default:
+                got = self._default[0]
+            self._chosen[key] = got
+            return got, True
+
+    def _weighted(self, route: Route, client: Client) -> str | None:
+        """A ramping route: a pick by weight among its serving regions, stable per /24 (/56)."""
+        pairs = [(r, w) for r, w in zip(route.regions, route.weights, strict=False) if w > 0 and r in self._serving]
+        if not pairs:
+            return next((r for r in route.regions if r in self._serving), self._default[0] if self._default else None)
+        addr = client.address()
+        bucket = int(addr) >> (8 if addr.version == 4 else 72)
+        u = ((bucket * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) / 2**64 * sum(w for _, w in pairs)
+        for r, w in pairs:
+            u -= w
+            if u < 0:
+                return r
+        return pairs[-1][0]
 
     def servers_for(self, serial: int, client: Client) -> tuple[list[Server], bool]:
         """The servers carrying `serial` for this client, and whether the choice used client routes."""
         assert self.low is not None
-        target, routed = self.region, False
-        if not self.routes.empty:
-            region, _ = self.routes.region_for(client.address())
-            routed = True
-            if region is not None:
-                target = region
-        order = self._order(target)
-        if not order:
+        region, routed = self.region_for(client)
+        if region is None:
             return [], routed
-        region = order[0]
         got = self._servers.get((region, serial))
         if got is None:
             allowed = self.quarantined.get(serial)
             if allowed is None:
                 pool = next(r.servers for r in self.low.regions if r.region == region)
-            else:  # quarantined: its few servers, in the first region (of the order, else any) that has one live
+            else:  # quarantined: its few servers, in the first region (this one, the default order, any) with one live
                 pools = {r.region: [s for s in r.servers if s.machine in allowed] for r in self.low.regions}
-                seq = [*order, *sorted(pools)]
+                seq = [region, *self._default, *sorted(pools)]
                 pool = next((pools[r] for r in seq if pools.get(r)), [])
             got = servers_for_serial(serial, pool)
             self._servers[(region, serial)] = got

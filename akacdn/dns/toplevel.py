@@ -49,6 +49,8 @@ class TopLevelZone:
         tlns = [m.address for m in net.by_role("tlns")]
         self.apex_ns = [(f"z{c}.{self.base}", tlns[i % len(tlns)]) for i, c in enumerate(NS_LETTERS)]
         self.soa = Soa(self.base, self.apex_ns[0][0], net.ttl.negative, 1)
+        # shared fate (paper 2.2, 3.1): a referral's LLNSes span regions of >= 2 networks (ISPs)
+        self.networks = {r.id: r.network for r in net.regions}
         self._referrals.clear()
         self._packed_referrals.clear()
 
@@ -67,7 +69,7 @@ class TopLevelZone:
         got = self._referrals.get(bucket)
         if got is None:
             preferred, _ = self.routes.region_for(addr)
-            chosen = nameservers_for_client(bucket, self.top.nameservers, preferred=preferred)
+            chosen = nameservers_for_client(bucket, self.top.nameservers, preferred=preferred, networks=self.networks)
             got = [ns.address for ns in chosen]
             if len(self._referrals) > 65536:
                 self._referrals.clear()

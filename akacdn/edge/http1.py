@@ -215,6 +215,8 @@ class Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        remotes = self.handler.counts.remotes  # demand per client network (`report.SerialCounts`)
+        remotes[self.remote] = remotes.get(self.remote, 0) + 1
         method = self.parser.get_method()
         # Upgrade is ignored (RFC 9110 7.8), but llhttp reads no more after it: close
         keep = self.parser.should_keep_alive() and not self.parser.should_upgrade()

@@ -6,13 +6,19 @@ answered), the requests it sent to the origin, and how many of its requests came
 other edges (tiered distribution, SureRoute detours), and publishes them every heartbeat
 interval on the topic `report`. Origin offload per serial is then
 1 - origin / (requests - tunneled), summed over the edges.
+
+Demand per client network (measured mapping): the connections count requests per client
+address in `remotes` (one dict increment a request); a report folds them onto the
+configured client networks (longest prefix) and carries requests per network prefix.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 
 from ..mapping.messages import Report, SerialReport
+from ..mapping.routing import PrefixTable
 
 
 class SerialCounts:
@@ -20,6 +26,8 @@ class SerialCounts:
 
     def __init__(self) -> None:
         self._counts: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])
+        self.remotes: dict[str, int] = {}  # client address -> requests (cleared in place: connections hold it)
+        self._clients: dict[str, int] = {}  # client network prefix -> requests (workers' reports merged)
 
     def record(self, serial: int, x_cache: str, status: int, size: int, tunneled: bool = False) -> None:
         c = self._counts[serial]
@@ -47,16 +55,36 @@ class SerialCounts:
         """This edge sent a request of `serial` to its origin."""
         self._counts[serial][5] += 1
 
-    def drain(self, machine: str, region: str, interval: float) -> Report | None:
-        """The report for the interval just ended (None when nothing was served), and reset."""
-        if not self._counts:
+    def drain(
+        self, machine: str, region: str, interval: float, networks: PrefixTable[str] | None = None
+    ) -> Report | None:
+        """The report for the interval just ended (None when nothing was served), and reset.
+        `networks`: the client networks (prefix -> prefix) the requests are counted by."""
+        self._fold(networks)
+        if not self._counts and not self._clients:
             return None
         serials = [SerialReport(s, *c) for s, c in sorted(self._counts.items())]
+        clients = dict(sorted(self._clients.items()))
         self._counts.clear()
-        return Report(machine, region, interval, serials)
+        self._clients.clear()
+        return Report(machine, region, interval, serials, clients)
+
+    def _fold(self, networks: PrefixTable[str] | None) -> None:
+        if networks is not None and not networks.empty:
+            clients = self._clients
+            for addr, n in self.remotes.items():
+                try:
+                    prefix, _ = networks.lookup(ipaddress.ip_address(addr))
+                except ValueError:  # (a Unix socket, an unparsable peer)
+                    continue
+                if prefix is not None:
+                    clients[prefix] = clients.get(prefix, 0) + n
+        self.remotes.clear()
 
     def merge(self, report: Report) -> None:
         """Add a worker process's counts (its drained report) to these."""
+        for prefix, n in report.clients.items():
+            self._clients[prefix] = self._clients.get(prefix, 0) + n
         for s in report.serials:
             c = self._counts[s.serial]
             for i, v in enumerate((s.requests, s.hits, s.misses, s.errors, s.bytes, s.origin, s.tunneled)):

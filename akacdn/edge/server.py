@@ -27,8 +27,10 @@ from ..config import Network
 from ..mapping.consumer import MapHolder
 from ..mapping.follow import MapFeed
 from ..mapping.maps import LowMap, RegionServers
-from ..mapping.messages import ANNOUNCE_TOPIC, PURGE_REQUEST_TOPIC, PURGE_TOPIC, REPORT_TOPIC, Report
+from ..mapping.messages import ANNOUNCE_TOPIC, PROBE_TOPIC, PURGE_REQUEST_TOPIC, PURGE_TOPIC, REPORT_TOPIC, Report
+from ..mapping.prober import Prober
 from ..mapping.report import send_heartbeats
+from ..mapping.routing import PrefixTable
 from ..messaging.client import Message, MessagingClient
 from ..messaging.journal import decode_entry
 from ..recovery.follow import BundleFollower
@@ -66,6 +68,7 @@ class Edge:
         # upstream connections leave from this machine's own address (what a peering sees)
         self.fetcher.source = rt.machine.host_address or rt.machine.address
         self._hop_timeout(rt.net)
+        self.client_networks = _client_networks(rt.net)  # demand is reported per client network
         self.handler = Handler(rt, self.store, self.fetcher, lambda: self.customers)
         self.upstreams.on_origin = lambda c: self.handler.counts.origin(c.serial)
         rt.on_reload(self.configure)
@@ -90,6 +93,7 @@ class Edge:
         self.cert_refused = rt.counter("akacdn_edge_certificate_refused", "TLS certificates that failed to load")
         self.certificates = Certificates(rt.net, self._certificate_refused)
         self.http: Http1Server | None = None
+        self.prober: Prober | None = None  # the parent process's (`main`)
         self._tls_listening = False
         rt.not_ready("socket", "HTTP socket not bound yet")
 
@@ -117,6 +121,7 @@ class Edge:
     def configure(self, net: object) -> None:
         """A reloaded config (or a release bundle applied): customers, fault injection."""
         self.customers = CustomerIndex(self.rt.net)
+        self.client_networks = _client_networks(self.rt.net)
         self._hop_timeout(self.rt.net)
         self.handler.configure_faults(self.rt)
         self.certificates.update(self.rt.net)
@@ -138,6 +143,8 @@ class Edge:
         self.handler.barred, self._contained = barred, contained
         if self.rt.recovery is not None:
             self.rt.recovery.contained = frozenset(contained)
+        if self.prober is not None:
+            self.prober.use_map(low)
         if low.regions != self.upstreams.regions:  # the live edges: parents, SureRoute detours
             self.upstreams.use_map(low)
             if self.to_workers is not None:
@@ -269,12 +276,16 @@ class Edge:
 _report_dec = msgspec.msgpack.Decoder(Report)
 
 
+def _client_networks(net: Network) -> PrefixTable[str]:
+    return PrefixTable((c.prefix, c.prefix) for c in net.client_networks)
+
+
 async def publish_reports(rt: Runtime, edge: Edge, client: MessagingClient) -> None:
     """Per-serial counts to the mapping centers, every heartbeat interval."""
     interval = rt.net.timing.heartbeat_interval
     while True:
         await asyncio.sleep(interval)
-        report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, interval)
+        report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, interval, edge.client_networks)
         if report is not None:
             client.publish(REPORT_TOPIC, msgspec.msgpack.encode(report))
 
@@ -338,6 +349,10 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
 
     client = MessagingClient(rt, [PURGE_TOPIC, ANNOUNCE_TOPIC, "map.low"], on_message, on_lost=on_lost)
     edge.publish = client.publish
+    # measured mapping: this machine's share of its region's probes (from its own address)
+    edge.prober = Prober(rt, lambda body: client.publish(PROBE_TOPIC, body), edge.fetcher.source)
+    if holder.current is not None:
+        edge.prober.use_map(holder.current)
     await client.start()
     await edge.fetcher.start()
     for link in links:  # open now: the purge catch-up's verdict goes to the workers first
@@ -370,6 +385,7 @@ async def main(rt: Runtime, links: list[Link] | None = None) -> None:
             tg.create_task(edge.serve())
             tg.create_task(send_heartbeats(rt, client, edge.status))
             tg.create_task(publish_reports(rt, edge, client))
+            tg.create_task(edge.prober.run())
             for link in links:
                 tg.create_task(_worker_link(edge, merged, link))
     finally:
@@ -425,7 +441,7 @@ async def worker_main(rt: Runtime, link: Link) -> None:
             served, edge.handler.served = edge.handler.served, 0
             edge.refresh_gauges()
             link.send(b"S", registry_snapshot(rt.registry))
-            report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, 1.0)
+            report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, 1.0, edge.client_networks)
             body = msgspec.msgpack.encode(report) if report is not None else b""
             if report is not None or served:
                 link.send(b"C", served.to_bytes(8, "big") + body)

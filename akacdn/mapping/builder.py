@@ -5,10 +5,11 @@ Theory of operation. Every edge and LLNS heartbeats (`Heartbeat`) through the re
 it was healthy; a machine is live while it was heard healthy within `dead_after`.
 `build(...)` turns the live set into one TopMap (live LLNSes of the serving regions) and
 one LowMap (the live edges of every region; a region with fewer than two live edges is
-marked not serving, the LLNSes send its clients to the next region in its fallback order,
-and the TLNSes stop referring to its LLNSes). Machines an operator suspended, or that
-flap damping holds out, are left out whatever their health. Both carry
-the client routes (client network -> best region).
+marked not serving, the LLNSes send its clients to the next region of their route, and
+the TLNSes stop referring to its LLNSes). Machines an operator suspended, or that flap
+damping holds out, are left out whatever their health. The low map carries the routes
+(ranked, weighted regions per client network: `steering`) and each region's default
+order; the top map the client networks' best regions (for the referrals).
 `MapBook` versions the result: a map keeps its version while its content is unchanged
 and takes the next sequence of the current term when it changes.
 
@@ -23,7 +24,7 @@ from collections.abc import Collection
 import msgspec
 
 from ..config import Network
-from .maps import AnyMap, ClientRoute, LowMap, NameServer, Quarantine, RegionServers, Server, TopMap, Version
+from .maps import AnyMap, ClientRoute, LowMap, NameServer, Quarantine, RegionServers, Route, Server, TopMap, Version
 from .messages import Heartbeat, RegionReport
 
 
@@ -107,11 +108,19 @@ def build(
     made_at: float,
     out: Collection[str] = (),
     quarantines: tuple[Quarantine, ...] = (),
+    routes: tuple[Route, ...] | None = None,
+    defaults: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[TopMap | None, list[LowMap]]:
     """Maps for the current live set, unversioned (version (0, 0)). `out`: machines held
     out of the maps whatever their health (suspended by an operator, damped);
-    `quarantines`: serials constrained to a few servers (carried in the low-level map)."""
-    clients = tuple(ClientRoute(c.prefix, c.region) for c in net.client_networks)
+    `quarantines`: serials constrained to a few servers (carried in the low-level map);
+    `routes`, `defaults`: the steering's (None: the static routes of the config, and each
+    region's configured fallback order)."""
+    if routes is None:
+        routes = static_routes(net)
+    if defaults is None:
+        defaults = {r.id: (r.id, *r.fallback) for r in net.regions}
+    clients = tuple(ClientRoute(r.prefix, r.regions[0]) for r in routes if r.regions)
     edges: dict[str, list[Server]] = {r.id: [] for r in net.regions}
     for m in net.by_role("edge"):
         if m.id in live and m.id not in out:
@@ -126,7 +135,17 @@ def build(
     if not any(edges.values()):
         return top, []
     regions = tuple(RegionServers(r, tuple(edges[r]), r in serving) for r in sorted(edges))
-    return top, [LowMap((0, 0), made_at, regions, clients, quarantines)]
+    return top, [LowMap((0, 0), made_at, regions, (), quarantines, routes, defaults)]
+
+
+def static_routes(net: Network) -> tuple[Route, ...]:
+    """The operator's routes: each client network with a static region, then its fallbacks."""
+    fallback = {r.id: r.fallback for r in net.regions}
+    return tuple(
+        Route(c.prefix, tuple(dict.fromkeys([c.region, *fallback[c.region]])))
+        for c in sorted(net.client_networks, key=lambda c: c.prefix)
+        if c.region
+    )
 
 
 class MapBook:

@@ -20,6 +20,11 @@ at once (chunked over the messaging network however large) and served over HTTP
 (`messaging.transport`). Every `map_interval` an `Announce` names the versions held (the
 leader's) and the journal's head, so a consumer that lost a map or a purge fetches it.
 
+Measured mapping (`steering`): the edges' probe rounds (topic `probe`) and their demand
+per client network (in their reports) are kept by every center; every `assign_interval`
+the allocator moves client networks between regions (for a clearly better path, or to
+shed a region over its target load), and the maps carry the result.
+
 Purges: an edge's purge request (topic `purge.request`) is appended to the journal
 (fsynced) and published as a journal `Entry` on `purge`; edges that were down or
 missed it read the journal from their last sequence over HTTP.
@@ -46,6 +51,7 @@ from .messages import (
     ANNOUNCE_TOPIC,
     CENTER_TOPIC,
     HEARTBEAT_TOPIC,
+    PROBE_TOPIC,
     PURGE_REQUEST_TOPIC,
     PURGE_TOPIC,
     REGION_TOPIC,
@@ -54,17 +60,20 @@ from .messages import (
     Announce,
     CenterStatus,
     Heartbeat,
+    ProbeReport,
     RegionReport,
     Report,
 )
 from .operator import operator_routes
 from .releases import Releases
 from .rollwatch import RollWatch
+from .steering import Steering
 from .suspensions import Suspensions
 
 _hb = msgspec.msgpack.Decoder(Heartbeat)
 _report = msgspec.msgpack.Decoder(Report)
 _region = msgspec.msgpack.Decoder(RegionReport)
+_probe = msgspec.msgpack.Decoder(ProbeReport)
 
 
 def load_private_key(path: str) -> Ed25519PrivateKey:
@@ -84,6 +93,8 @@ class Center:
         self.book: MapBook | None = None  # while we lead: the maps of our term
         self.liveness = Liveness(rt.net)
         rt.on_reload(self.liveness.configure)
+        self.steering = Steering(rt.net)
+        rt.on_reload(self.steering.configure)
         self.live: set[str] = set()
         self.out: dict[str, str] = {}  # machines held out of the maps, and why
         self.damping = _damping(rt)
@@ -99,6 +110,7 @@ class Center:
         self.rolls = RollWatch(rt)  # rolls, the in-place mode, quarantines
         self.releases = Releases(rt, self.docs)  # zoned releases (while leading)
         topics = [HEARTBEAT_TOPIC, REPORT_TOPIC, REGION_TOPIC, PURGE_REQUEST_TOPIC, CENTER_TOPIC, ROLL_TOPIC]
+        topics.append(PROBE_TOPIC)
         self.client = MessagingClient(rt, topics, self.on_message)
         self.leadership = Leadership(rt, self.client, self.liveness, self.suspensions, self.lead, self.resign)
         self.leadership.status_extra = lambda: {**self.rolls.status_extra(), **self.releases.status_extra()}
@@ -127,6 +139,12 @@ class Center:
         self.servers_gauge = rt.gauge("akacdn_map_servers", "Edges in the newest low-level map")
         self.held_gauge = rt.gauge("akacdn_map_held", "1 while the guard holds a map back", ("map",))
         self.out_gauge = rt.gauge("akacdn_machines_out", "Machines held out of the maps", ("why",))
+        self.probes_taken = rt.counter("akacdn_probe_reports", "Probe rounds taken from the edges")
+        self.moves = rt.counter("akacdn_mapping_moves", "Client networks moved to another region", ("why",))
+        self.routes_gauge = rt.gauge("akacdn_mapping_routes", "Client networks the low-level map routes")
+        self.region_load = rt.gauge(
+            "akacdn_region_load_ratio", "A region's load over its capacity (load-managed regions)", ("region",)
+        )
 
     # leadership -------------------------------------------------------------------------
     def lead(self, term: int) -> None:
@@ -160,6 +178,9 @@ class Center:
             return
         if env.topic == REGION_TOPIC:
             self.on_region(env)
+            return
+        if env.topic == PROBE_TOPIC:
+            self.on_probe(env)
             return
         if env.topic == ROLL_TOPIC:
             note = self.rolls.on_roll(env)
@@ -202,11 +223,27 @@ class Center:
             self.rt.record("reported_down", by=report.machine, down=down)
             self.wake.set()
 
+    def on_probe(self, env: Message) -> None:
+        """An edge's probe round: into the measurements (forged or foreign ones refused)."""
+        try:
+            report = _probe.decode(env.body)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            self.refused.labels("bad_probe_report").inc()
+            return
+        why = self.steering.measurements.probed(env.sender, report, time.monotonic())
+        if why is not None:
+            self.refused.labels(f"probe_{why}").inc()
+            self.rt.log.limited("probe_refused", reason=why, sender=env.sender)
+        else:
+            self.probes_taken.inc()
+
     def on_report(self, env: Message) -> None:
         report = _report.decode(env.body)
         if report.machine != env.sender:
             self.refused.labels("report_sender_mismatch").inc()
             return
+        if report.clients:
+            self.steering.measurements.demanded(report.machine, report.clients, report.interval, time.monotonic())
         if self.book is not None:
             self.releases.report(report)
         for s in report.serials:
@@ -245,7 +282,9 @@ class Center:
         self.rolls.decide(self.book.term if self.book is not None else None)
         if self.book is not None:  # zoning stops while the network recovers in place
             self.releases.tick(frozen=self.rolls.core.in_place)
-        top, lows = build(net, live, time.time(), self.out, self.rolls.quarantines())
+        self.steer(now, live)
+        defaults = self.steering.defaults(live, self.out)
+        top, lows = build(net, live, time.time(), self.out, self.rolls.quarantines(), self.steering.routes, defaults)
         if self.book is None:
             return  # following: the same maps are built (hot standby), none is published
         fresh: list[AnyMap] = [top] if top else []
@@ -265,6 +304,20 @@ class Center:
                 self.servers_gauge.set(sum(len(r.servers) for r in m.regions))
             size = len(self.signed[m.key])
             self.rt.record("map_built", map=m.key, term=m.version[0], seq=m.version[1], bytes=size)
+
+    def steer(self, now: float, live: dict[str, Heartbeat]) -> None:
+        """An allocation cycle when one is due (leader and followers alike: a follower that
+        takes over carries on from its own, equally measured, assignment)."""
+        if not self.steering.due(now):
+            return
+        alloc = self.steering.assign(now, live, self.out)
+        for mv in alloc.moves:
+            self.moves.labels(mv.why).inc()
+            self.rt.record("network_moved", network=mv.prefix, src=mv.src, dst=mv.dst, why=mv.why)
+        self.routes_gauge.set(len(alloc.routes))
+        for r in self.steering.regions(live, self.out):
+            if 0 < r.capacity < float("inf"):
+                self.region_load.labels(r.id).set(round(r.load / r.capacity, 4))
 
     def _hold(self, key: str, why: str | None) -> None:
         if why is not None and self.held.get(key) != why:
@@ -327,6 +380,7 @@ class Center:
                     for due in (self.rolls.core.next_deadline(), self.releases.next_deadline()):
                         if due is not None:
                             until = min(until, max(0.0, due - time.time()))
+                    until = min(until, max(0.0, self.steering.next_assign - time.monotonic()))  # an allocation cycle
                     await woken(self.wake, until)
         finally:
             self.client.close()

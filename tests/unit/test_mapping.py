@@ -136,7 +136,10 @@ def test_maps_carry_the_client_routes(net: Network) -> None:
     top, lows = build(net, live_set(net), 0.0)
     routes = [(c.prefix, c.region) for c in net.client_networks]
     assert routes and [(c.prefix, c.region) for c in top.clients] == routes  # type: ignore[union-attr]
-    assert [(c.prefix, c.region) for c in lows[0].clients] == routes
+    # the low map carries them ranked: the static region, then its fallbacks
+    fallback = {r.id: r.fallback for r in net.regions}
+    assert [(r.prefix, r.regions) for r in lows[0].routes] == [(p, (r, *fallback[r])) for p, r in routes]
+    assert lows[0].defaults == {r.id: (r.id, *r.fallback) for r in net.regions}
 
 
 def test_top_map_lists_only_live_llns(net: Network) -> None:
