@@ -235,6 +235,29 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_mapping(args: argparse.Namespace) -> int:
+    """Measured mapping as the leading mapping center sees it: regions' load, routes, moves."""
+    import json
+    from urllib.parse import quote
+
+    from .ops.mapping import render
+
+    net = _load(args.config)
+    if isinstance(net, int):
+        return net
+    params = ["local=1"] if args.local else []
+    params += [f"network={quote(args.network)}"] if args.network else []
+    query = "&".join(params)
+    got = _ask(net, args, "GET", "/v1/mapping" + (f"?{query}" if query else ""))
+    if isinstance(got, int):
+        return got
+    code, doc = got
+    if code != 200:
+        return _fail(f"mapping refused: {code} {doc}")
+    print(json.dumps(doc, indent=2) if args.json else render(doc))
+    return 0
+
+
 def run_order(args: argparse.Namespace, suspend: bool) -> int:
     """Suspend or resume a machine or a region (any center takes it; the leader carries it out)."""
     import json
@@ -389,6 +412,19 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--local", action="store_true", help="that center's own view, not the leader's")
     d.add_argument("--json", action="store_true", help="the JSON document, for scripts")
     d.set_defaults(func=run_status)
+    d = sub.add_parser(
+        "mapping",
+        help="measured mapping: each region's load, each client network's route, the last moves",
+        description="Ask a mapping center (it forwards to the leader) where each client network is mapped: its "
+        "ranked regions (and weights while a move ramps), each region's load and capacity, the moves of the last "
+        "allocation cycle and why; with --network, that network's measured RTT and loss per region.",
+    )
+    d.add_argument("--config", required=True, help="network TOML file")
+    d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
+    d.add_argument("--local", action="store_true", help="that center's own view, not the leader's")
+    d.add_argument("--network", default="", help="one client network (its prefix), with its measured paths")
+    d.add_argument("--json", action="store_true", help="the JSON document, for scripts")
+    d.set_defaults(func=run_mapping)
     for verb, doc in (("suspend", "take a machine or a whole region out of every map (it keeps running)"),
                       ("resume", "put a suspended machine or region back into the maps")):  # fmt: skip
         desc = f"{doc[0].upper()}{doc[1:]}. Needs keys.operator_token; any mapping center takes it and the leader "

@@ -150,6 +150,18 @@ def operator_routes(center: Center, app: web.Application) -> None:
                 return forwarded
         return web.json_response(status_doc(center))
 
+    async def mapping(req: web.Request) -> web.Response:
+        """Measured mapping: routes, regions' load, the last cycle's moves (`?network=` a
+        client network's paths); the leader's, forwarded, unless `?local=1`."""
+        if req.query.get("local") != "1" and not center.leadership.core.leading and center.leadership.core.leader:
+            forwarded = await _forward(center, req, None)
+            if forwarded.status == 200:
+                return forwarded
+        now = time.monotonic()
+        live = center.liveness.live(now, center.rt.net.timing.dead_after)
+        doc = center.steering.doc(now, live, center.out, req.query.get("network", ""))
+        return web.json_response({"center": center.rt.machine.id, **doc})
+
     async def order(req: web.Request, suspend: bool) -> web.Response:
         got = await _order(center, req, Order)
         if isinstance(got, web.Response):
@@ -222,5 +234,6 @@ def operator_routes(center: Center, app: web.Application) -> None:
     app.router.add_get("/v1/release", releases)
     app.router.add_post("/v1/operator/quarantine", quarantine)
     app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/mapping", mapping)
     app.router.add_post("/v1/operator/suspend", lambda req: order(req, True))
     app.router.add_post("/v1/operator/resume", lambda req: order(req, False))

@@ -94,3 +94,30 @@ class Steering:
     def defaults(self, live: dict[str, Heartbeat], out: Collection[str]) -> dict[str, tuple[str, ...]]:
         """Per region: the order its LLNSes answer from for clients no route covers."""
         return self.allocator.defaults(self.regions(live, out))
+
+    def doc(self, now: float, live: dict[str, Heartbeat], out: Collection[str], network: str = "") -> dict:
+        """The operator's view (`GET /v1/mapping`, `akacdn mapping`): each region's state and
+        load, each client network's route and where it is assigned, the last cycle's moves;
+        with `network`, that network's measured paths too."""
+        current = self.allocator.current()
+        moves = self.last.moves if self.last else ()
+        routes = [r for r in self.routes if not network or r.prefix == network]
+        doc: dict = {
+            "assign_in": round(max(0.0, self.next_assign - now), 3),
+            "regions": [
+                {"id": r.id, "serving": r.serving, "load": round(r.load, 3),
+                 "capacity": None if math.isinf(r.capacity) else round(r.capacity, 3)}
+                for r in self.regions(live, out)
+            ],
+            "routes": [
+                {"prefix": r.prefix, "assigned": current.get(r.prefix, ""), "regions": list(r.regions),
+                 "weights": list(r.weights)}
+                for r in routes
+            ],
+            "moves": [m._asdict() for m in moves if not network or m.prefix == network],
+        }  # fmt: skip
+        if network:
+            paths = sorted(self.measurements.paths(now).get(network, {}).items())
+            doc["paths"] = {g: {"rtt_ms": round(p.rtt_ms, 3), "loss": round(p.loss, 4)} for g, p in paths}
+            doc["demand"] = round(self.measurements.demand(now).get(network, 0.0), 3)
+        return doc

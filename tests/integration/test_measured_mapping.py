@@ -137,6 +137,20 @@ def test_probes_send_each_network_to_its_nearest_region(lab: tuple[Devnet, Respo
     assert any(metric(dn, c.id, "akacdn_probe_reports_total") > 0 for c in dn.net.by_role("mapper"))
 
 
+def test_operators_see_each_networks_route_and_paths(lab: tuple[Devnet, Responders]) -> None:
+    dn, _ = lab
+    wait_for(lambda: answered_region(dn, "A") == "r1", 60, "A's clients to be answered from r1")
+    a = f"127.{dn.layout.net}.50.0/24"
+    cmd = [sys.executable, "-m", "akacdn", "mapping", "--config", str(dn.config_path)]
+    doc = json.loads(subprocess.run([*cmd, "--network", a, "--json"], capture_output=True, check=True).stdout)
+    (route,) = doc["routes"]
+    assert route["prefix"] == a and route["assigned"] == "r1" and route["regions"][0] == "r1"
+    assert set(doc["paths"]) == {"r1", "r2", "r3"} and doc["paths"]["r1"]["rtt_ms"] < doc["paths"]["r3"]["rtt_ms"]
+    assert {g["id"]: g["capacity"] for g in doc["regions"]}["r2"] == 3 * R2_MAX_RPS
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "client networks:" in text and a in text
+
+
 def test_slow_probes_move_a_network_and_it_returns(lab: tuple[Devnet, Responders]) -> None:
     dn, responders = lab
     wait_for(lambda: answered_region(dn, "A") == "r1", 60, "A's clients to be answered from r1")
