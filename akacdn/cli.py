@@ -168,6 +168,12 @@ def run_origin(args: argparse.Namespace) -> int:
     return run(lambda: serve(host, int(port)))
 
 
+def run_responder(args: argparse.Namespace) -> int:
+    from .devnet.responder import main as responder
+
+    return responder([*(a for listen in args.listen for a in ("--listen", listen)), "--control", args.control])
+
+
 def run_purge(args: argparse.Namespace) -> int:
     """Ask one edge to purge (it applies the purge and publishes it to every edge)."""
     import json
@@ -388,6 +394,15 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("origin", help="run the demo origin web site", description="Serve the demo site.")
     d.add_argument("--listen", required=True, help="ADDRESS:PORT")
     d.set_defaults(func=run_origin)
+    d = sub.add_parser(
+        "responder",
+        help="a probe responder for labs: answers DNS probes after a delay per asking network",
+        description="Answer every DNS query with an empty reply after a delay chosen by the query's source (the "
+        "longest prefix of the control file's table): emulated RTT for measured mapping, where there is no netem.",
+    )
+    d.add_argument("--listen", action="append", required=True, metavar="ADDR:PORT", help="where to answer (repeatable)")
+    d.add_argument("--control", required=True, metavar="FILE", help='{"default": s, "prefixes": {"10.1.0.0/24": s}}')
+    d.set_defaults(func=run_responder)
     d = sub.add_parser(
         "purge",
         help="purge cached objects on every edge (by URL, customer or serial)",

@@ -8,6 +8,7 @@ center's key, ready for `akacdn <daemon> --config directory/network.toml`.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Callable
@@ -54,6 +55,10 @@ class Layout(msgspec.Struct, frozen=True):
     @property
     def origin(self) -> str:
         return self.addr(40, 1)
+
+    def probed(self, i: int) -> str:
+        """The "resolver" of measured client network i (0, 1): 127.<net>.5<i>.1, a probe responder."""
+        return self.addr(50 + i, 1)
 
     def llns(self, region: int) -> str:
         return self.addr(region, 1)
@@ -179,8 +184,10 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
             {"id": r, "fallback": [x for x in REGIONS if x != r], "network": f"as6450{i % 2}", "site": f"site{i}"}
             for i, r in enumerate(REGIONS)
         ],
-        # lab client networks and the region that serves each best (what ECS queries map by)
-        "client_networks": [{"prefix": f"198.18.{i}.0/24", "region": r} for i, r in enumerate(REGIONS, 1)],
+        # lab client networks and the region that serves each best (what ECS queries map by),
+        # and two measured ones: their resolvers are probe responders (`probe_delays`)
+        "client_networks": [{"prefix": f"198.18.{i}.0/24", "region": r} for i, r in enumerate(REGIONS, 1)]
+        + [{"prefix": f"127.{lay.net}.{50 + i}.0/24", "probes": [f"{lay.probed(i)}:{lay.dns_port}"]} for i in (0, 1)],
         "machines": machines(lay, pub, more_mappers=(pub2,)),
     }
     customers = {
@@ -198,7 +205,28 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
     }
     if tweak is not None:
         tweak(network, customers)
+    probe_delays(directory, lay)
     (directory / "customers.toml").write_text(tomli_w.dumps(customers))
     path = directory / "network.toml"
     path.write_text(tomli_w.dumps(network))
     return path
+
+
+# The measured client networks' RTT per region (s): there is no netem here, so their
+# "resolvers" answer each region's probes after these delays. Network 0 is nearest r1,
+# network 1 nearest r3. Edit probes/delays-<i>.json while the devnet runs and watch the
+# maps follow (`akacdn mapping`); the files are kept across restarts.
+PROBE_DELAYS = ({"r1": 0.01, "r2": 0.04, "r3": 0.08}, {"r1": 0.08, "r2": 0.04, "r3": 0.01})
+
+
+def probe_delays(directory: Path, lay: Layout) -> list[Path]:
+    """Write the probe responders' delay files (unless there), one per measured network."""
+    (directory / "probes").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, delays in enumerate(PROBE_DELAYS):
+        path = directory / "probes" / f"delays-{i}.json"
+        if not path.exists():
+            prefixes = {f"127.{lay.net}.{REGIONS.index(r) + 1}.0/24": d for r, d in delays.items()}
+            path.write_text(json.dumps({"default": 0.1, "prefixes": prefixes}, indent=2) + "\n")
+        paths.append(path)
+    return paths

@@ -22,7 +22,7 @@ from dnslib import DNSRecord
 
 from .. import serials
 from ..config import Network, load_network
-from .network import DEMO_SERIAL, Layout, Tweak, write_config
+from .network import DEMO_SERIAL, Layout, Tweak, probe_delays, write_config
 from .resolver import resolver_address, unbound_binary, unbound_conf
 
 PR_SET_PDEATHSIG = 1
@@ -96,6 +96,16 @@ class Devnet:
     def start_origin(self) -> None:
         self._spawn("origin", ["origin", "--listen", f"{self.layout.origin}:{self.layout.http_port}"])
 
+    def start_probe_responders(self) -> None:
+        """The measured client networks' "resolvers" (`network.probe_delays`)."""
+        for i, control in enumerate(probe_delays(self.dir, self.layout)):
+            self.start_probe_responder(i, control)
+
+    def start_probe_responder(self, i: int, control: Path | None = None) -> None:
+        control = control or self.dir / "probes" / f"delays-{i}.json"
+        listen = f"{self.layout.probed(i)}:{self.layout.dns_port}"
+        self._spawn(f"probes{i}", ["responder", "--listen", listen, "--control", str(control)])
+
     def start_resolver(self, qname_minimisation: bool = True) -> None:
         assert self.unbound, "unbound is not installed"
         conf = unbound_conf(self.dir / "resolver", self.layout, self.net, qname_minimisation)
@@ -104,6 +114,7 @@ class Devnet:
     def start(self, timeout: float = 30.0) -> None:
         """Start every process and wait until each says it is ready."""
         self.start_origin()
+        self.start_probe_responders()
         for role in START_ORDER:
             for m in self.net.by_role(role):
                 self.start_machine(m.id)
@@ -123,6 +134,8 @@ class Devnet:
                     self.start_origin()
                 elif name == "resolver":
                     self.start_resolver()
+                elif name.startswith("probes"):
+                    self.start_probe_responder(int(name[6:]))
                 else:
                     self.start_machine(name)
                 done.append(name)
@@ -279,6 +292,14 @@ def hints(dn: Devnet) -> str:
             "HTTPS: the demo customer's certificate, from the devnet's own CA",
         ),
         (f"curl -s http://{lay.origin}{hport}/_origin/stats", "what reached the origin"),
+        (
+            f"dig @{llns}{dport} {demo} +short -b 127.{lay.net}.51.53",
+            "measured mapping: a client of 127.x.51.0/24, whose probes say r3 is nearest, gets r3's edges",
+        ),
+        (
+            f"akacdn mapping --config {dn.config_path} --network 127.{lay.net}.51.0/24",
+            f"its route, measured RTTs and loss (edit {dn.dir / 'probes'}/delays-1.json to move it)",
+        ),
         (f"curl -s http://{t1}:{mgmt}/metrics | grep akacdn_dns", "Prometheus metrics"),
     ]
     if dn.resolver:

@@ -2,9 +2,9 @@
 allocate, real LLNSes answer (dig), with the RTT of each (region, client network) path
 set by probe responders and loss by nftables.
 
-Two client networks besides the devnet's own: A = 127.N.50.0/24 and B = 127.N.51.0/24,
+The devnet's two measured client networks: A = 127.N.50.0/24 and B = 127.N.51.0/24,
 each with a "resolver" at .1 that the edges probe (a probe responder answering after a
-delay chosen by the asking region: no netem here). A is nearest r1, B nearest r2. A
+delay chosen by the asking region: no netem here). Here A is nearest r1, B nearest r2. A
 client of each asks an LLNS of r3 (`dig -b`), so the answer shows the map's decision,
 not the LLNS's own region.
 
@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -34,7 +33,6 @@ from .conftest import _nets, dig, wait_for, wait_for_full_referrals
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="nftables needs root (CI and this machine are root)")
 
-PROBE_PORT = 5300
 TABLE = f"akacdn_mapping_{os.getpid()}"
 # path delays (s) per probing region: far apart, so a 200 ms stall of a loaded machine
 # cannot reorder them; "slow" is beyond every other region's
@@ -43,57 +41,38 @@ DELAYS = {"A": {"r1": NEAR, "r2": MID, "r3": FAR}, "B": {"r1": MID, "r2": NEAR, 
 R2_MAX_RPS, OTHER_MAX_RPS, LOAD_RPS = 20, 400, 80  # r2: capacity 60, target 51 (0.85): 80 rps is over
 
 
-def _tweak(net_octet: int) -> object:
-    def tweak(network: dict, customers: dict) -> None:
-        # probe rounds every second, answers within 1.5 s; a cycle a second; a moved network is held 3 s
-        network["probing"] = {"interval": 1.0, "timeout": 1.5, "rate": 200, "probers": 2}
-        network.setdefault("mapping", {}).update(
-            assign_interval=1.0, hold=3.0, probe_ewma=0.5, probe_stale=6.0, ramp_steps=1, max_moves=10
-        )
-        for third in (50, 51):
-            prefix, resolver = f"127.{net_octet}.{third}.0/24", f"127.{net_octet}.{third}.1:{PROBE_PORT}"
-            network["client_networks"].append({"prefix": prefix, "probes": [resolver]})
-        for m in network["machines"]:
-            if m["role"] == "edge":
-                m["max_rps"] = R2_MAX_RPS if m["region"] == "r2" else OTHER_MAX_RPS
-
-    return tweak
+def _tweak(network: dict, customers: dict) -> None:
+    # probe rounds every second, answers within 1.5 s; a cycle a second; a moved network is held 3 s
+    network["probing"] = {"interval": 1.0, "timeout": 1.5, "rate": 200, "probers": 2}
+    network.setdefault("mapping", {}).update(
+        assign_interval=1.0, hold=3.0, probe_ewma=0.5, probe_stale=6.0, ramp_steps=1, max_moves=10
+    )
+    for m in network["machines"]:
+        if m["role"] == "edge":
+            m["max_rps"] = R2_MAX_RPS if m["region"] == "r2" else OTHER_MAX_RPS
 
 
 class Responders:
-    """One probe responder per client network, its delays per probing region in a control file."""
+    """The devnet's two measured client networks (A = 127.N.50.0/24, B = 127.N.51.0/24):
+    their "resolvers" are probe responders whose delays per probing region are files."""
 
-    def __init__(self, directory: Path, net_octet: int) -> None:
-        self.dir, self.octet, self.procs = directory, net_octet, []
-        for name, third in (("A", 50), ("B", 51)):
-            self.set(name, DELAYS[name])
-            listen = f"127.{net_octet}.{third}.1:{PROBE_PORT}"
-            cmd = [sys.executable, "-m", "akacdn.devnet.responder", "--listen", listen, "--control"]
-            self.procs.append(subprocess.Popen([*cmd, str(self._control(name))]))
-
-    def _control(self, name: str) -> Path:
-        return self.dir / f"delays-{name}.json"
+    def __init__(self, dn: Devnet) -> None:
+        self.dn = dn
 
     def set(self, name: str, delays: dict[str, float]) -> None:
-        region_prefix = {"r1": 1, "r2": 2, "r3": 3}
-        doc = {"default": FAR, "prefixes": {f"127.{self.octet}.{region_prefix[r]}.0/24": d for r, d in delays.items()}}
-        tmp = self._control(name).with_suffix(".tmp")
+        doc = {"default": FAR, "prefixes": {f"127.{self.dn.layout.net}.{r[1]}.0/24": d for r, d in delays.items()}}
+        path = self.dn.dir / "probes" / f"delays-{'AB'.index(name)}.json"
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
-        tmp.replace(self._control(name))
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            p.wait(10)
+        tmp.replace(path)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Devnet, Responders]]:
-    lay = default_layout(next(_nets))
-    directory = tmp_path_factory.mktemp("measured")
-    responders = Responders(directory, lay.net)
-    dn = Devnet(directory / "devnet", lay, resolver=False, tweak=_tweak(lay.net))
+    dn = Devnet(tmp_path_factory.mktemp("measured") / "devnet", default_layout(next(_nets)), False, _tweak)
+    responders = Responders(dn)
+    for name in "AB":
+        responders.set(name, DELAYS[name])
     try:
         dn.start(timeout=30)
         wait_for_full_referrals(dn)
@@ -101,7 +80,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Devnet, Resp
         yield dn, responders
     finally:
         dn.stop()
-        responders.stop()
         subprocess.run(["nft", "delete", "table", "ip", TABLE], capture_output=True)
 
 
@@ -171,7 +149,7 @@ def test_lossy_probes_move_a_network_and_it_returns(lab: tuple[Devnet, Responder
         nft(
             f"add table ip {TABLE}",
             f"add chain ip {TABLE} out {{ type filter hook output priority 0 ; }}",
-            f"add rule ip {TABLE} out ip saddr {{ {r1} }} ip daddr {resolver} udp dport {PROBE_PORT}"
+            f"add rule ip {TABLE} out ip saddr {{ {r1} }} ip daddr {resolver} udp dport {dn.net.ports.dns}"
             " numgen random mod 100 < 80 drop",
         )
         wait_for(lambda: answered_region(dn, "A") == "r2", 60, "A to move to r2 when r1's path loses 80%")

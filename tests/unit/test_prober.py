@@ -311,6 +311,7 @@ async def test_a_prober_takes_its_share_from_the_map(lab: tuple[Network, Respond
 async def test_nothing_to_probe_publishes_nothing(tmp_path: Path) -> None:
     def tweak(network: dict[str, Any], _customers: dict[str, Any]) -> None:
         network["probing"] = {"regions": False}
+        network["client_networks"] = [c for c in network["client_networks"] if not c.get("probes")]
 
     net = load_network(write_config(tmp_path / "devnet", Layout(NET, 5353, 8080), tweak))
     published: list[bytes] = []
