@@ -179,6 +179,10 @@ def write_config(directory: Path, lay: Layout, tweak: Tweak | None = None) -> Pa
         "ttl": {"referral": 1800, "answer": 20, "negative": 300},
         "timing": {"heartbeat_interval": 0.5, "dead_after": 1.6, "map_interval": 1.0, "subscribe_interval": 1.0},
         "dns": {"workers": 1, "rrl_rate": 50, "rrl_slip": 2},
+        # measured mapping at a demo's pace: probe rounds every 2 s, an allocation every 5 s,
+        # a moved network held 30 s (production: 10 s, 60 s, 300 s)
+        "probing": {"interval": 2.0},
+        "mapping": {"assign_interval": 5.0, "hold": 30.0},
         # two networks (ISPs) over the three regions: every referral spans both (shared fate)
         "regions": [
             {"id": r, "fallback": [x for x in REGIONS if x != r], "network": f"as6450{i % 2}", "site": f"site{i}"}
