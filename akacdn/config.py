@@ -284,7 +284,8 @@ class ProbeSettings(_Strict):
     timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] = 2.0  # a probe without a reply by then is lost
     rate: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 50  # probes a second per machine, at most
     probers: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2  # edges of a region that probe each client network
-    regions: bool = True  # also probe the other regions' LLNSes (region-to-region RTT)
+    regions: bool = True  # also probe the other regions' LLNSes (region-to-region RTT) ...
+    region_interval: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 60.0  # ... in a round at most this often
 
 
 class ClientNetwork(_Strict):
@@ -642,11 +643,15 @@ def _check_network(path: Path, f: NetworkFile) -> None:
             raise ConfigError(path, f"$.map_subzones[{i}]", f"{sub!r} is not a usable subzone label")
     if len(set(f.map_subzones)) != len(f.map_subzones) or not f.map_subzones:
         raise ConfigError(path, "$.map_subzones", "must list distinct labels, at least one")
+    prefixes: set[str] = set()
     for i, c in enumerate(f.client_networks):
         try:
-            ipaddress.ip_network(c.prefix, strict=False)
+            prefix = str(ipaddress.ip_network(c.prefix, strict=False))
         except ValueError:
             raise ConfigError(path, f"$.client_networks[{i}].prefix", f"{c.prefix!r} is not a network") from None
+        if prefix in prefixes:
+            raise ConfigError(path, f"$.client_networks[{i}].prefix", f"{prefix} is listed twice")
+        prefixes.add(prefix)
         at = f"$.client_networks[{i}]"
         if c.region and c.region not in regions:
             raise ConfigError(path, f"{at}.region", f"unknown region {c.region!r}")

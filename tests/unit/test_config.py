@@ -211,6 +211,8 @@ NETWORK_CASES: list[tuple[str, Mutate, str, str]] = [
      "$.client_networks[0].probes[0]", "is not address[:port]"),
     ("probe-method", _set("client_networks", [{"prefix": "198.18.0.0/24", "probe": "icmp"}]),
      "$.client_networks[0].probe", "Invalid enum value 'icmp'"),
+    ("network-twice", _set("client_networks", [{"prefix": "198.18.0.0/24"}, {"prefix": "198.18.0.7/24"}]),
+     "$.client_networks[1].prefix", "198.18.0.0/24 is listed twice"),
     ("network-weight-zero", _set("client_networks", [{"prefix": "198.18.0.0/24", "weight": 0}]),
      "$.client_networks[0].weight", "> 0"),
     ("return-above-target", _set("mapping", {"target_load": 0.8, "return_load": 0.9}), "$.mapping.return_load",
