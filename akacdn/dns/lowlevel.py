@@ -46,6 +46,7 @@ class LowLevelZone:
         self._chosen: dict[int, str | None] = {}  # id(route) -> its region (unweighted routes)
         self._serving: set[str] = set()
         self._default: list[str] = []  # regions for clients no route covers, best first
+        self._pools: dict[str, tuple[Server, ...]] = {}  # region -> its live edges
         # (type, id of a list in _servers) -> packed answer; cleared with _servers
         self._packed: dict[tuple[int, int], Packed] = {}
         self.quarantined: dict[int, frozenset[str]] = {}  # serial -> the only edges that may serve it
@@ -74,6 +75,7 @@ class LowLevelZone:
         routes = low.routes or tuple(Route(c.prefix, (c.region,)) for c in low.clients)  # (an older center's map)
         self.routes = PrefixTable((r.prefix, r) for r in routes)
         self._serving = {r.region for r in low.regions if r.serving}
+        self._pools = {r.region: r.servers for r in low.regions}  # (a map has up to ~1,100 regions: no scans)
         own = low.defaults.get(self.region, (self.region,))
         seq = [r for r in dict.fromkeys([*own, *sorted(self._serving)]) if r in self._serving]
         self._default = seq or [r.region for r in low.regions if r.servers]  # nothing serving: any live edge
@@ -125,7 +127,7 @@ class LowLevelZone:
         if got is None:
             allowed = self.quarantined.get(serial)
             if allowed is None:
-                pool = next(r.servers for r in self.low.regions if r.region == region)
+                pool = self._pools[region]
             else:  # quarantined: its few servers, in the first region (this one, the default order, any) with one live
                 pools = {r.region: [s for s in r.servers if s.machine in allowed] for r in self.low.regions}
                 seq = [region, *self._default, *sorted(pools)]
