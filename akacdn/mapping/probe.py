@@ -53,10 +53,11 @@ def responsible(key: str, machine_id: str, live_edges: Sequence[str] | None, pro
     return above < probers
 
 
-def plan(net: Network, machine: Machine, live_edges: Sequence[str] | None) -> list[Target]:
+def plan(net: Network, machine: Machine, live_edges: Sequence[str] | None, regions: bool = True) -> list[Target]:
     """The targets `machine` (an edge) probes this round, in config order: the probe
     targets of the client networks its region may serve, then the other regions' LLNSes
-    (with `[probing] regions`), each key only when this machine is responsible for it."""
+    (with `[probing] regions`, and `regions`: a round that includes them), each key only
+    when this machine is responsible for it."""
     probers = net.probing.probers
     out: list[Target] = []
     for c in net.client_networks:
@@ -67,7 +68,7 @@ def plan(net: Network, machine: Machine, live_edges: Sequence[str] | None) -> li
         for text in c.probes:
             address, port = probe_target(text, DEFAULT_PORTS[c.probe])  # checked when the config loaded
             out.append(Target("network", c.prefix, address, port, c.probe))
-    if net.probing.regions:
+    if net.probing.regions and regions:
         by_region: dict[str, list[Machine]] = {}
         for m in net.by_role("llns"):
             if m.region != machine.region:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import secrets
 import socket
 import struct
@@ -138,6 +139,7 @@ class Prober:
         self.source = source or None  # probes leave from this address (its family's targets)
         self.live_edges: tuple[str, ...] | None = None  # this region's, from the low map (None: no map yet)
         self._pacer: Pacer | None = None  # one across rounds: the rate holds at round boundaries too
+        self._regions_at = -math.inf  # when a round last included the other regions
         self._sent = rt.counter("akacdn_probes_sent", "Measured mapping's probes sent", ("kind",))
         self._lost = rt.counter("akacdn_probes_lost", "Measured mapping's probes without a reply", ("kind",))
         for kind in ("network", "region"):  # shown from the start, at 0
@@ -164,10 +166,15 @@ class Prober:
         """One round (the config read anew: it may have been reloaded): plan, probe, report.
         None when there was nothing to probe (and nothing was published)."""
         net, machine = self.rt.net, self.rt.machine
-        targets = plan(net, machine, self.live_edges)
+        settings = net.probing
+        now = time.monotonic()
+        # the other regions: every region_interval (a full mesh of 1,100 regions is millions of results)
+        regions = now - self._regions_at >= settings.region_interval
+        targets = plan(net, machine, self.live_edges, regions)
+        if regions:
+            self._regions_at = now
         if not targets:
             return None
-        settings = net.probing
         if self._pacer is None or self._pacer.rate != settings.rate:
             self._pacer = Pacer(settings.rate)
         loop = asyncio.get_running_loop()

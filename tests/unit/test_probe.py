@@ -127,6 +127,14 @@ def test_the_other_regions_llnses_are_probed_by_dns(pnet: Network) -> None:
     ]
 
 
+def test_a_round_without_the_regions_probes_only_client_networks(pnet: Network) -> None:
+    m = pnet.machine("r2-e2")
+    assert any(t.kind == "region" for t in plan(pnet, m, None))
+    got = plan(pnet, m, None, regions=False)
+    assert got and all(t.kind == "network" for t in got)
+    assert got == [t for t in plan(pnet, m, None) if t.kind == "network"]
+
+
 def test_region_probes_can_be_turned_off(tmp_path: Path) -> None:
     net = _net(tmp_path, {"regions": False})
     assert all(t.kind == "network" for t in plan(net, net.machine("r1-e1"), None))

@@ -339,8 +339,13 @@ async def test_the_prober_runs_rounds_until_cancelled(
             await two.wait()
         task.cancel()
     assert task.cancelled()
-    for body in published:
-        _check_report(msgspec.msgpack.decode(body, type=ProbeReport))
+    reports = [msgspec.msgpack.decode(body, type=ProbeReport) for body in published]
+    _check_report(reports[0])
+    for later in reports[1:]:  # the other regions only once per region_interval (60 s)
+        assert later.regions == ()
+        assert [(r.target, r.sent, r.lost) for r in later.networks] == [
+            (r.target, r.sent, r.lost) for r in reports[0].networks
+        ]
     rounds = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"probe_round"' in line]
     assert len(rounds) >= 2
     assert rounds[0]["targets"] == 8 and rounds[0]["lost"] == 4 and rounds[0]["seconds"] >= 0
