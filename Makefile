@@ -14,19 +14,21 @@ LAB_DEBS := mininet bridge-utils nftables iputils-ping keepalived stress-ng
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-recovery bench-sureroute
+.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-mapping-scale bench-steering bench-recovery bench-sureroute
 
 help:
 	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
 	@echo "make test   install what is needed and run every test"
 	@echo "make test-unit | test-integration | test-lab   run one kind of test"
 	@echo "make lab    start the Mininet lab (regions, resolver, clients) with the daemons; LAB_ARGS='--agents'"
-	@echo "make bench  run every benchmark (bench-dns, bench-edge, bench-failover, bench-messaging, bench-mapping, bench-recovery, bench-sureroute); results in bench/results/"
+	@echo "make bench  run every benchmark (bench-dns, bench-edge, bench-failover, bench-messaging, bench-mapping, bench-mapping-scale, bench-steering, bench-recovery, bench-sureroute); results in bench/results/"
 	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
 	@echo "make bench-edge  wrk vs akacdn edge, nginx proxy_cache, Varnish on loopback, + a cold stampede"
 	@echo "make bench-failover  IP takeover outage: akacdn agent vs keepalived VRRPv3 in namespaces, + a 600 s soak under CPU load per system"
 	@echo "make bench-messaging delivery and latency over loss x paths x NACK, a 1.3 MB map's time, one relay vs nats-server (namespaces)"
 	@echo "make bench-mapping   how fast the maps follow a leader's death or cut-off, and an edge's death (namespaces)"
+	@echo "make bench-mapping-scale  probe data to signed maps at 10,000 networks x 1,100 regions x 15,000 edges x 10,000 serials (one process)"
+	@echo "make bench-steering  a region's probes turn slow or lossy -> the LLNS answers from another region, and back (devnet, nftables)"
 	@echo "make bench-recovery  restart-to-serving per daemon, request of death to quarantine, a request-of-death storm (devnet)"
 	@echo "make bench-sureroute misses across a cut peering with SureRoute on and off, origin offload with a parent tier (devnet, nftables)"
 	@echo "make clean  remove the venv and run/ state"
@@ -93,7 +95,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-deps: deps $(BENCH_STAMP)
 
-bench: bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-recovery bench-sureroute
+bench: bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-mapping-scale bench-steering bench-recovery bench-sureroute
 
 bench-dns: bench-deps
 	$(BIN)/python -m bench.dns.run $(BENCH_ARGS)
@@ -109,6 +111,12 @@ bench-messaging: bench-deps lab-deps
 
 bench-mapping: bench-deps lab-deps
 	$(BIN)/python -m bench.mapping.run $(BENCH_ARGS)
+
+bench-mapping-scale: bench-deps
+	$(BIN)/python -m bench.mapping.scale $(BENCH_ARGS)
+
+bench-steering: bench-deps lab-deps
+	$(BIN)/python -m bench.mapping.steer $(BENCH_ARGS)
 
 bench-recovery: bench-deps
 	$(BIN)/python -m bench.recovery.run $(BENCH_ARGS)

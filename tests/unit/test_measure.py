@@ -81,9 +81,7 @@ def test_forged_or_foreign_rounds_are_refused_and_change_nothing(
 
 
 def test_a_network_limited_to_other_regions_is_refused_from_this_one(net: Network) -> None:
-    nets = tuple(
-        msgspec.structs.replace(c, regions=["r2"]) if c.prefix == NET1 else c for c in net.client_networks
-    )
+    nets = tuple(msgspec.structs.replace(c, regions=["r2"]) if c.prefix == NET1 else c for c in net.client_networks)
     m, e1 = Measurements(msgspec.structs.replace(net, client_networks=nets)), _edge(net, "r1")
     assert m.probed(e1, _round(e1, "r1", ProbeResult(NET1, 1, 0, 1.0)), 0.0) == "unknown_network"
 
