@@ -222,46 +222,39 @@ def _ask(
         return _fail(f"no mapping center {args.center!r} in {args.config}")
 
 
-def run_status(args: argparse.Namespace) -> int:
-    """The network as the leading mapping center sees it (any center answers, forwarding)."""
+def _show(args: argparse.Namespace, path: str, params: list[str], render: Callable[[Any], str]) -> int:
+    """GET a mapping center's view and print it (as text, or the JSON with --json)."""
     import json
-
-    from .ops.status import render
 
     net = _load(args.config)
     if isinstance(net, int):
         return net
-    got = _ask(net, args, "GET", "/v1/status" + ("?local=1" if args.local else ""))
+    got = _ask(net, args, "GET", path + ("?" + "&".join(params) if params else ""))
     if isinstance(got, int):
         return got
     code, doc = got
     if code != 200:
-        return _fail(f"status refused: {code} {doc}")
+        return _fail(f"{path} refused: {code} {doc}")
     print(json.dumps(doc, indent=2) if args.json else render(doc))
     return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """The network as the leading mapping center sees it (any center answers, forwarding)."""
+    from .ops.status import render
+
+    return _show(args, "/v1/status", ["local=1"] if args.local else [], render)
 
 
 def run_mapping(args: argparse.Namespace) -> int:
     """Measured mapping as the leading mapping center sees it: regions' load, routes, moves."""
-    import json
     from urllib.parse import quote
 
     from .ops.mapping import render
 
-    net = _load(args.config)
-    if isinstance(net, int):
-        return net
     params = ["local=1"] if args.local else []
     params += [f"network={quote(args.network)}"] if args.network else []
-    query = "&".join(params)
-    got = _ask(net, args, "GET", "/v1/mapping" + (f"?{query}" if query else ""))
-    if isinstance(got, int):
-        return got
-    code, doc = got
-    if code != 200:
-        return _fail(f"mapping refused: {code} {doc}")
-    print(json.dumps(doc, indent=2) if args.json else render(doc))
-    return 0
+    return _show(args, "/v1/mapping", params, render)
 
 
 def run_order(args: argparse.Namespace, suspend: bool) -> int:
@@ -366,6 +359,14 @@ def _octet(text: str) -> int:
     return n
 
 
+def _center_view(d: argparse.ArgumentParser) -> None:
+    """The arguments of a command that shows a mapping center's view."""
+    d.add_argument("--config", required=True, help="network TOML file")
+    d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
+    d.add_argument("--local", action="store_true", help="that center's own view, not the leader's")
+    d.add_argument("--json", action="store_true", help="the JSON document, for scripts")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="akacdn",
@@ -422,10 +423,7 @@ def parser() -> argparse.ArgumentParser:
         "network: the leader and its term, every center's connectivity, regions, every machine (live, down, "
         "unhealthy, suspended, damped, with the reason), the map version and age at every nameserver.",
     )
-    d.add_argument("--config", required=True, help="network TOML file")
-    d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
-    d.add_argument("--local", action="store_true", help="that center's own view, not the leader's")
-    d.add_argument("--json", action="store_true", help="the JSON document, for scripts")
+    _center_view(d)
     d.set_defaults(func=run_status)
     d = sub.add_parser(
         "mapping",
@@ -434,11 +432,8 @@ def parser() -> argparse.ArgumentParser:
         "ranked regions (and weights while a move ramps), each region's load and capacity, the moves of the last "
         "allocation cycle and why; with --network, that network's measured RTT and loss per region.",
     )
-    d.add_argument("--config", required=True, help="network TOML file")
-    d.add_argument("--center", default="", help="ask this mapping center (default: the first that answers)")
-    d.add_argument("--local", action="store_true", help="that center's own view, not the leader's")
+    _center_view(d)
     d.add_argument("--network", default="", help="one client network (its prefix), with its measured paths")
-    d.add_argument("--json", action="store_true", help="the JSON document, for scripts")
     d.set_defaults(func=run_mapping)
     for verb, doc in (("suspend", "take a machine or a whole region out of every map (it keeps running)"),
                       ("resume", "put a suspended machine or region back into the maps")):  # fmt: skip

@@ -30,17 +30,8 @@ from .messages import Heartbeat
 
 
 def settings(net: Network) -> AllocSettings:
-    m = net.mapping
-    return AllocSettings(
-        loss_weight=m.loss_weight,
-        target_load=m.target_load,
-        return_load=m.return_load,
-        move_margin=m.move_margin,
-        hold=m.hold,
-        max_moves=m.max_moves,
-        ramp_steps=m.ramp_steps,
-        ranked=m.ranked,
-    )
+    """The allocator's settings: `[mapping]`'s fields of the same names."""
+    return AllocSettings(**{f: getattr(net.mapping, f) for f in AllocSettings._fields})
 
 
 class Steering:
