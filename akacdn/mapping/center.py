@@ -313,6 +313,8 @@ class Center:
         if not self.steering.due(now):
             return
         alloc = self.steering.assign(now, live, self.out)
+        if self.book is None:
+            return  # a follower's moves are its standby's: the leader's count and are logged
         for mv in alloc.moves:
             self.moves.labels(mv.why).inc()
             self.rt.record("network_moved", network=mv.prefix, src=mv.src, dst=mv.dst, why=mv.why)
