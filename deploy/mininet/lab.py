@@ -119,6 +119,13 @@ def _say(*_args: object) -> None:
     pass
 
 
+class _Wrong(str):
+    """A failed check's reason: falsy, so a poll goes on, and shown when it times out."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
 @dataclass
 class Fault:
     """One recorded failure: what was done (``detail``: the exact action) and its undo."""
@@ -462,7 +469,7 @@ class Lab:
     def llns_answers(self, client_net: str, llns: str) -> list[str]:
         return self.dig(self.client_host(client_net), self.network.machine(llns).address, SERIAL_NAME, "+norec")
 
-    def llns_answers_right(self) -> dict[str, list[str]] | None:
+    def llns_answers_right(self) -> dict[str, list[str]] | str:
         """Every LLNS answers a host of every client net with 2 edges of its region
         (meant for a lab without faults)."""
         got = {}
@@ -471,7 +478,7 @@ class Lab:
             for ns in self.machine_ids("llns"):
                 addrs = self.llns_answers(c, ns)
                 if len(addrs) != min(2, len(region)) or not set(addrs) <= set(region):
-                    return None
+                    return _Wrong(f"{ns} answers {addrs} to {c} (its region's edges: {sorted(region)})")
                 got[f"{c}@{ns}"] = addrs
         return got
 
