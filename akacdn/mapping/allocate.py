@@ -15,11 +15,11 @@ Theory of operation.
   when that is set). Its preference list is its measured candidates, best score first
   (ties by region id), then its unmeasured candidates: its static region, that region's
   fallback, the rest by id (only as many as a route needs).
-- No paths. A network with no measured path follows its static order (static region,
-  its fallback, the other candidates by id) and is not allocated (no moves, no
-  hysteresis); one with neither paths nor a static region gets no route, and the LLNSes
-  answer it from their region's default order. Its demand still counts at its first
-  region.
+- No paths. A network with no measured path follows its static order (static region
+  and its fallback, serving or not: the LLNS skips those that do not serve, then the
+  other candidates by id) and is not allocated (no moves, no hysteresis); one with
+  neither paths nor a static region gets no route, and the LLNSes answer it from their
+  region's default order. Its demand counts at its first serving region.
 - Demand and load. A network's demand is the measured one, else its weight times a
   demand per unit of weight: the measured networks' mean, or when none is measured, the
   load of all regions over the weights of all configured networks. (Not the load of
@@ -55,7 +55,9 @@ Theory of operation.
      first, up to the moves `max_moves` leaves. Such a move ramps: for k = 1 ..
      ramp_steps (one step per cycle) the route's weights are k/ramp_steps for the new
      region and 1 - k/ramp_steps for the old one; at k = ramp_steps it is done.
-  Every move starts the network's `hold`; a network moves at most once per cycle. The
+  Every move but a first placement starts the network's `hold` (at a center's start a
+  network's best region may not serve yet: it moves there at the next cycle, held by
+  nothing but the margin); a network moves at most once per cycle. The
   moves considered are to measured regions only (an unmeasured region is no better for
   shedding or improving), except a forced or new one with no measured candidate, which
   takes the first of its preference list.
@@ -429,7 +431,9 @@ class _Cycle:
             if dst is None:
                 continue  # nothing can serve it: no assignment yet
             P, d = self.P, self.D[p]
-            self.units[p] = _Unit(dst, since=self.now, base=P.get(dst, 0.0))
+            # a first placement starts no hold: at a center's start the best region may not
+            # serve yet, and the network goes there at the next cycle that finds it better
+            self.units[p] = _Unit(dst, base=P.get(dst, 0.0))
             P[dst] = P.get(dst, 0.0) + d
             self.moved.add(p)
             self.moves.append(Move(p, "", dst, "new"))
@@ -556,8 +560,8 @@ class _Cycle:
         for p in self.order:
             n, u = self.nets[p], self.units.get(p)
             if p not in self.measured:
-                if u is not None:
-                    out.append(Route(p, tuple(self._tail(n, (), ranked))))
+                if u is not None or n.static:
+                    out.append(Route(p, tuple(self._static_order(n, ranked))))
                 continue
             seq: dict[str, None] = {}
             if u is not None:
@@ -583,6 +587,20 @@ class _Cycle:
                 weights = (k, 1 - k) + (0.0,) * (len(regions) - 2)
             out.append(Route(p, regions, weights))
         return tuple(out)
+
+    def _static_order(self, n: NetworkInput, limit: int) -> list[str]:
+        """An unmeasured network's route: its static region and that region's fallback,
+        serving or not (the LLNS skips a region while it does not serve, so a region that
+        is not serving yet at this cycle, say while the center warms up, is not lost until
+        the next), then the serving candidates by id."""
+        seq: dict[str, None] = {}
+        r = self.regions.get(n.static)
+        for x in (n.static, *(r.fallback if r is not None else ())):
+            if x in self.regions and (not n.allowed or x in n.allowed):
+                seq.setdefault(x, None)
+        for x in self._tail(n, seq, limit):
+            seq.setdefault(x, None)
+        return list(seq)[:limit]
 
     def _anywhere(self, p: str, n: NetworkInput) -> list[str]:
         """Nothing can serve a measured network: its allowed measured regions by score, then
