@@ -36,3 +36,24 @@ def test_integration_nets_stay_inside_an_octet() -> None:
 
     seen = [next(_nets) for _ in range(1000)]
     assert min(seen) >= 100 and max(seen) <= 249
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`akacdn status | head`: the command ends quietly when its reader closes the pipe."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, akacdn.cli as c\n"
+        "def talk(args):\n"
+        "    for _ in range(100000): print('line of status output')\n"
+        "    return 0\n"
+        "c.run_status = talk\n"
+        "sys.exit(c.main(['status', '--config', 'x']))\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.readline()
+    p.stdout.close()  # the reader leaves
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and b"Traceback" not in err, err
