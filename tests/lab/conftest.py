@@ -74,16 +74,9 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     for _ in range(5):
         prefix = _prefix()
         try:
-            running = mnlab.start_lab(
-                prefix=prefix,
-                directory=directory,
-                regions=2,
-                edges_per_region=3,
-                client_nets=2,
-                clients_per_net=1,
-                timeout=60,
-                **getattr(request.module, "LAB_OPTIONS", {}),
-            )
+            defaults = {"regions": 2, "edges_per_region": 3, "client_nets": 2, "clients_per_net": 1, "timeout": 60}
+            options = {**defaults, **getattr(request.module, "LAB_OPTIONS", {})}  # a module's own win
+            running = mnlab.start_lab(prefix=prefix, directory=directory, **options)
             break
         except RuntimeError as e:
             if "is running" not in str(e):  # another lab holds this prefix: take another

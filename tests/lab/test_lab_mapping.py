@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -30,7 +28,6 @@ from pathlib import Path
 
 import pytest
 
-from . import conftest
 from .conftest import mnlab
 from .test_lab import DEMO_HOST, poll
 
@@ -65,52 +62,7 @@ def mapping_tweak(network: dict, customers: dict) -> None:
             m["max_rps"] = R2_MAX_RPS if m["region"] == "r2" else OTHER_MAX_RPS
 
 
-LAB_OPTIONS = {"tweak": mapping_tweak}
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """conftest's lab with three regions (its fixture fixes two; `LAB_OPTIONS` cannot
-    change that) and this module's tweak; torn down the same way."""
-    if mnlab is None:
-        if os.geteuid() == 0:
-            pytest.fail(f"{conftest.SKIP_REASON}: `make test` installs it (make lab-deps)")
-        pytest.skip(conftest.SKIP_REASON or "lab unavailable")
-    missing = [t for t in conftest.TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
-    if missing:
-        pytest.fail(f"the lab needs {missing} (make lab-deps)")
-    directory = tmp_path_factory.mktemp("lab")
-    running = None
-    prefix = ""
-    for _ in range(5):
-        prefix = conftest._prefix()
-        try:
-            running = mnlab.start_lab(
-                prefix=prefix,
-                directory=directory,
-                regions=3,
-                edges_per_region=3,
-                client_nets=2,
-                clients_per_net=1,
-                timeout=90,
-                **LAB_OPTIONS,
-            )
-            break
-        except RuntimeError as e:
-            if "is running" not in str(e):  # another lab holds this prefix: take another
-                raise
-        finally:
-            if running is None:
-                conftest._cleanup(prefix)
-    assert running is not None, "no free lab prefix"
-    print(f"\nlab {prefix} up in {running.timings['total']:.1f}s ({directory})")
-    try:
-        yield running
-    finally:
-        try:
-            running.stop()
-        finally:
-            conftest._cleanup(prefix)
+LAB_OPTIONS = {"tweak": mapping_tweak, "regions": 3, "timeout": 90}
 
 
 class Responders:
