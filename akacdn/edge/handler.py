@@ -138,8 +138,7 @@ class Handler:
         rt.before_scrape.append(self.flush)
         self.locks: MissLocks | None = None  # `[edge] workers` > 1: misses meet across processes
         self._holds: dict[Key, Hold] = {}
-        self._plain: dict[str, tuple[Customer, Key, str] | None] = {}  # Host + target -> key
-        self._plain_of: CustomerIndex | None = None
+        self._plain: dict[str, dict[bytes, tuple[Customer, Key] | None]] = {}  # scheme -> target+Host -> key
         # recovery-oriented operation: a fault rolls the daemon (or fails one request in the
         # in-place mode); serials refused here: quarantined elsewhere, or disabled in place
         self.recovery = rt.recovery
@@ -163,33 +162,36 @@ class Handler:
         return f"{req.method} {host}{target} from {req.remote}"[:300], found[0].serial if found else 0
 
     # -- the plain hit (see `hit`) --------------------------------------------------------
-    def _plain_key(self, host: str, target: str, scheme: str) -> tuple[Customer, Key, str] | None:
-        """(customer, cache key, serial's host) for a Host and an origin-form target, when
-        the plain hit may answer it (not an ARL, not absolute-form), memoised."""
-        index = self.customers()
-        if index is not self._plain_of:  # a reload: forget what the old config said
-            self._plain, self._plain_of = {}, index
-            self.store.memory.forget_prepared()  # (response rules may have changed)
-        memo = scheme + host + "\0" + target
-        try:
-            return self._plain[memo]
-        except KeyError:
-            pass
-        found = index.lookup(host)
+    def forget_plain(self) -> None:
+        """A reload: what the old config said of hosts, and the plain-hit answers built
+        with its response rules, no longer hold."""
+        self._plain.clear()
+        self.store.memory.forget_prepared()
+
+    def _plain_key(self, scheme: str, host: bytes, target: bytes) -> tuple[Customer, Key] | None:
+        """(customer, cache key) for a Host and an origin-form target, when the plain hit
+        may answer it (not an ARL, not absolute-form), memoised until `forget_plain`."""
+        memo = self._plain.setdefault(scheme, {})
+        h, t = host.decode("latin-1"), target.decode("latin-1")
+        found = self.customers().lookup(h)
         got = None
-        if found is not None and target[:1] == "/" and not (found[1] and arl.is_arl(target)):
-            got = (found[0], cache_key(found[0].name, normalize_target(target), scheme), host)
-        if len(self._plain) > 50_000:
-            self._plain.clear()
-        self._plain[memo] = got
+        if found is not None and t[:1] == "/" and not (found[1] and arl.is_arl(t)):
+            got = (found[0], cache_key(found[0].name, normalize_target(t), scheme))
+        if len(memo) > 50_000:
+            memo.clear()
+        memo[target + b" " + host] = got  # (a target has no space: the parser refuses it)
         return got
 
     def plain_hit(
-        self, head: bool, host: str, target: str, now: float, scheme: str = "http"
+        self, head: bool, host: bytes, target: bytes, now: float, scheme: str = "http"
     ) -> list[bytes] | HitFile | None:
         """The answer to a plain GET/HEAD (no conditional, range or cache directives) when a
-        fresh stored response that does not vary answers it; else None (the full flow)."""
-        plain = self._plain_key(host, target, scheme)
+        fresh stored response that does not vary answers it; else None (the full flow).
+        The hottest path of the edge: every step here is paid per request."""
+        try:
+            plain = self._plain[scheme][target + b" " + host]
+        except KeyError:
+            plain = self._plain_key(scheme, host, target)
         if plain is None:
             return None
         variants = self.store.memory.get(plain[1])

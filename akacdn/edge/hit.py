@@ -39,11 +39,13 @@ NOT_PLAIN = frozenset(
         b"content-length",
         b"transfer-encoding",
         b"x-akacdn-tunnel",  # another edge's request: its grant is checked, its scheme taken
+        b"upgrade",  # (llhttp then stops reading: the full flow answers and closes)
     }
 )
 FRAMING = frozenset({"content-length", "transfer-encoding", "content-range", "connection", "keep-alive"})
 REASONS = {s.value: s.phrase for s in HTTPStatus}
 _BREAKS = frozenset("\r\n\0")
+_EDGE = 1e-6  # seconds kept clear of the instant Age or ttl turns
 
 
 def has_content(status: int) -> bool:
@@ -65,7 +67,7 @@ def status_line(status: int) -> bytes:
 class Prepared:
     """A stored variant's plain-hit answer: the head without `Age` and `Cache-Status`."""
 
-    __slots__ = ("head", "body", "entry", "plain", "_age", "_ttl", "_tail", "file")
+    __slots__ = ("head", "body", "entry", "plain", "_age", "_ttl", "_tail", "_since", "_until", "file")
 
     def __init__(self, entry: Entry, body: bytes, via: str, machine: str) -> None:
         self.entry = entry
@@ -83,27 +85,43 @@ class Prepared:
         self._age = -1
         self._ttl = 0
         self._tail = b""
+        self._since = self._until = 0.0  # when the tail's Age and ttl hold (see `_show`)
         self.file: HitFile | None = None  # the whole answer in a file, for sendfile (large bodies)
 
     def sendable(self, now: float) -> HitFile | None:
         """The answer's file with its tail at `now` (None once not fresh)."""
-        e = self.entry
-        age = e.initial_age + (now - e.response_time if now > e.response_time else 0.0)
-        left = e.lifetime - age
-        if left <= 0 or self.file is None:
+        if not (self._since < now < self._until) and not self._show(now):
             return None
-        self.file.show(min(int(age), DELTA_MAX), math.floor(left))
         return self.file
 
     def tail(self, now: float) -> bytes | None:
         """`Age`, `Cache-Status` and the end of the head at `now`; None once not fresh."""
+        if not (self._since < now < self._until) and not self._show(now):
+            return None
+        return self._tail
+
+    def _show(self, now: float) -> bool:
+        """Rebuild the tail (and the file's) for `now`, and the span of time its whole
+        seconds of Age and ttl hold for (a hit within it is two comparisons); False once
+        not fresh."""
         e = self.entry
-        age = e.initial_age + (now - e.response_time if now > e.response_time else 0.0)
+        since = now - e.response_time
+        age = e.initial_age + (since if since > 0 else 0.0)
         left = e.lifetime - age
         if left <= 0:
-            return None
+            self._since = self._until = 0.0
+            return False
         a, t = int(age), math.floor(left)
         if a != self._age or t != self._ttl:
             self._age, self._ttl = a, t
             self._tail = b"Age: %d\r\nCache-Status: akacdn; hit; ttl=%d\r\n\r\n" % (min(a, DELTA_MAX), t)
-        return self._tail
+            if self.file is not None:
+                self.file.show(min(a, DELTA_MAX), t)
+        if since > 0:  # (a clock before the response: recomputed every time)
+            # Age's whole seconds turn at age = a + 1, the ttl's at left = t (a margin
+            # against float rounding at either edge)
+            self._since = now - min(age - a, t + 1 - left) + _EDGE
+            self._until = now + min(a + 1 - age, left - t) - _EDGE
+        else:
+            self._since = self._until = 0.0
+        return True

@@ -101,16 +101,17 @@ class Connection(asyncio.Protocol):
         self.closing = False
         self._can_write: asyncio.Future[None] | None = None
         self._refusal: Response | None = None
-        self._reset()
+        self.on_message_begin()
+        self.in_head = False  # (no request begun yet: the idle timeout holds)
 
-    def _reset(self) -> None:
+    def on_message_begin(self) -> None:
+        """A request begins (llhttp's first callback of each): its state starts afresh."""
         self.url = b""
         self.fields: list[tuple[bytes, bytes]] = []  # decoded only for the full flow's Request
         self.host: bytes | None = None
-        self.hosts = 0
         self.plain = True
         self.head_bytes = 0
-        self.in_head = False
+        self.in_head = True
         self.body: list[bytes] = []
         self.body_size = 0
 
@@ -176,11 +177,7 @@ class Connection(asyncio.Protocol):
                 if self.head_bytes > MAX_HEAD:
                     self._refuse(Refused(431, "head_too_large", "request head too large"))
 
-    # -- httptools callbacks ---------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._reset()
-        self.in_head = True
-
+    # -- httptools callbacks (and `on_message_begin` above) ---------------------------------
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > MAX_LINE:
@@ -193,15 +190,16 @@ class Connection(asyncio.Protocol):
             raise Refused(431, "too_many_fields", "too many request header fields")
         lower = name.lower()
         if lower == b"host":
+            if self.host is not None:
+                raise Refused(400, "bad_host", "exactly one Host field is required")
             self.host = value
-            self.hosts += 1
         elif lower in NOT_PLAIN:
             self.plain = False
         self.fields.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        if self.hosts > 1 or (self.hosts == 0 and self.parser.get_http_version() == "1.1"):
+        if self.host is None and self.parser.get_http_version() == "1.1":
             raise Refused(400, "bad_host", "exactly one Host field is required")
         if not self.plain:
             for k, v in self.fields:
@@ -218,20 +216,16 @@ class Connection(asyncio.Protocol):
         remotes = self.handler.counts.remotes  # demand per client network (`report.SerialCounts`)
         remotes[self.remote] = remotes.get(self.remote, 0) + 1
         method = self.parser.get_method()
-        # Upgrade is ignored (RFC 9110 7.8), but llhttp reads no more after it: close
-        keep = self.parser.should_keep_alive() and not self.parser.should_upgrade()
         if (
-            self.plain
-            and keep
+            self.plain  # (so no Upgrade: see `NOT_PLAIN`)
             and self.task is None
             and not self.queue
             and self._can_write is None  # the client is taking its answers
             and (method == b"GET" or method == b"HEAD")
             and self.host is not None
+            and self.parser.should_keep_alive()
         ):
-            host = self.host.decode("latin-1")
-            url = self.url.decode("latin-1")
-            out = self.handler.plain_hit(method == b"HEAD", host, url, time.time(), self.scheme)
+            out = self.handler.plain_hit(method == b"HEAD", self.host, self.url, time.time(), self.scheme)
             if out is not None:
                 assert self.transport is not None
                 if out.__class__ is list:
@@ -239,6 +233,8 @@ class Connection(asyncio.Protocol):
                 else:
                     self._send_hit_file(out)  # type: ignore[arg-type]
                 return
+        # Upgrade is ignored (RFC 9110 7.8), but llhttp reads no more after it: close
+        keep = self.parser.should_keep_alive() and not self.parser.should_upgrade()
         url, body = self.url.decode("latin-1"), b"".join(self.body)
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.fields]
         req = Request(method.decode("ascii"), url, fields, self.remote, body, self.scheme)

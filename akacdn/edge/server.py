@@ -121,6 +121,7 @@ class Edge:
     def configure(self, net: object) -> None:
         """A reloaded config (or a release bundle applied): customers, fault injection."""
         self.customers = CustomerIndex(self.rt.net)
+        self.handler.forget_plain()
         self.client_networks = _client_networks(self.rt.net)
         self._hop_timeout(self.rt.net)
         self.handler.configure_faults(self.rt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -145,6 +146,48 @@ def test_response_rules_apply_to_misses_and_hits(proxy: Sem) -> None:
         assert r.headers.get("strict-transport-security") == "max-age=300", str(r)
         assert "x-origin-response" not in r.headers, str(r)
     assert r.hit, str(r)
+
+
+def test_a_reload_that_changes_the_rules_changes_the_next_hit(
+    tmp_path: Path, net: int, procs: Callable[..., Proc]
+) -> None:
+    """A hit's answer is built once per stored object, with the customer's response rules:
+    a reload that changes them is in the very next hit, and the object stays stored."""
+    sem = start_sem(tmp_path, net, procs, tweak=rules)
+    for _ in range(2):
+        r = sem.get("/big")  # (not compressible: the plain hit answers it, from its file)
+    assert r.hit and r.headers.get("strict-transport-security") == "max-age=300", str(r)
+    customers = sem.config.parent / "customers.toml"
+    customers.write_text(customers.read_text().replace("max-age=300", "max-age=600"))
+    sem.edge_proc.popen.send_signal(signal.SIGHUP)
+    assert poll(lambda: reloads(sem) >= 1, 10), sem.logs()
+    r = sem.get("/big")
+    assert r.hit and r.headers.get("strict-transport-security") == "max-age=600", str(r)
+    assert sem.count("/big") == 1
+
+
+def reloads(sem: Sem) -> float:
+    metrics = http_get(f"http://{sem.edge}:9400/metrics", timeout=5)[1].decode()
+    applied = 'akacdn_config_reloads_total{result="applied"}'
+    return sum(float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(applied))
+
+
+def test_an_upgrade_for_a_stored_object_is_answered_and_the_connection_closed(proxy: Sem) -> None:
+    """Upgrade is ignored (RFC 9110 7.8): the stored answer, then the edge closes, since
+    llhttp reads nothing after an upgrade request (a plain hit would keep it open)."""
+    from .test_edge_semantics import BIG
+
+    assert proxy.get("/big").status == 200
+    ask = f"GET /big HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    with socket.create_connection((proxy.edge, proxy.lay.http_port), timeout=5) as s:
+        s.sendall(ask.encode())
+        out = b""
+        while chunk := s.recv(65536):  # (ends: the edge closes)
+            out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK" and body == BIG, head
+    assert b"Connection: close" in lines and b"X-Cache: HIT" in lines, head
 
 
 # --- CORS -------------------------------------------------------------------------------------------
@@ -314,8 +357,7 @@ def test_a_large_hit_is_sent_from_its_file_whole_and_well_framed(proxy: Sem) -> 
     first = proxy.get("/big")
     assert first.status == 200 and first.body == BIG, str(first)
     for _ in range(3):
-        raw = raw_request(proxy, "/big")
-        head, _, body = raw.partition(b"\r\n\r\n")
+        head, body = keepalive_request(proxy, "/big")  # (Connection: close would take the full flow)
         assert body == BIG, f"{len(body)} bytes"
         lines = head.split(b"\r\n")
         assert b"Content-Length: %d" % len(BIG) in lines, head
@@ -323,6 +365,20 @@ def test_a_large_hit_is_sent_from_its_file_whole_and_well_framed(proxy: Sem) -> 
         assert age.split(b":", 1)[1].strip().isdigit(), age
         assert b"X-Cache: HIT" in lines and b"Strict-Transport-Security: max-age=300" in lines, head
     assert proxy.count("/big") == 1
+
+
+def keepalive_request(sem: Sem, path: str) -> tuple[bytes, bytes]:
+    """(head, body) of one keep-alive GET, the body read to its Content-Length."""
+    with socket.create_connection((sem.edge, sem.lay.http_port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        out = b""
+        while b"\r\n\r\n" not in out and (chunk := s.recv(65536)):
+            out += chunk
+        head, _, body = out.partition(b"\r\n\r\n")
+        length = next(int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length:"))
+        while len(body) < length and (chunk := s.recv(65536)):
+            body += chunk
+    return head, body
 
 
 def test_pipelined_answers_keep_their_order_behind_a_large_hit(proxy: Sem) -> None:
