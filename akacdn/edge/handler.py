@@ -207,21 +207,22 @@ class Handler:
             p = v.prepared = self._prepare(plain[0], v.entry, v.body)
         if not p.plain:
             return None
+        out: list[bytes] | HitFile | None
         if p.file is not None and not head and scheme == "http":  # sendfile: no TLS in between
-            sendable = p.sendable(now)
-            if sendable is None:
-                return None
-            self.served += 1
-            self.plain_hits += 1
-            self.counts.hit(plain[0].serial, p.entry.status, len(p.body))
-            return sendable
-        tail = p.tail(now)
-        if tail is None:
+            out = p.sendable(now)
+        else:
+            tail = p.tail(now)
+            out = None if tail is None else [p.head, tail] if head else [p.head, tail, p.body]
+        if out is None:
             return None
         self.served += 1
         self.plain_hits += 1
-        self.counts.hit(plain[0].serial, p.entry.status, len(p.body))
-        return [p.head, tail] if head else [p.head, tail, p.body]
+        row = p.counted  # as `SerialCounts.hit` counts (inline): requests, hits, errors, bytes
+        row[0] += 1
+        row[1] += 1
+        row[3] += p.error
+        row[4] += len(p.body)
+        return out
 
     def _prepare(self, customer: Customer, entry: Entry, body: bytes) -> Prepared:
         """A stored variant's plain-hit answer, with the customer's response rules applied. An
@@ -231,6 +232,7 @@ class Handler:
                 entry, headers=tuple(apply_rules(list(entry.headers), customer.response_headers))
             )
         p = Prepared(entry, body, self.via, self.machine)
+        p.counted = self.counts.row(customer.serial)
         if encoding.content_coding(entry.headers) is not None:
             p.plain = False
         elif len(p.body) >= MIN_BODY and p.plain:

@@ -67,7 +67,20 @@ def status_line(status: int) -> bytes:
 class Prepared:
     """A stored variant's plain-hit answer: the head without `Age` and `Cache-Status`."""
 
-    __slots__ = ("head", "body", "entry", "plain", "_age", "_ttl", "_tail", "_since", "_until", "file")
+    __slots__ = (
+        "head",
+        "body",
+        "entry",
+        "plain",
+        "_age",
+        "_ttl",
+        "_tail",
+        "_since",
+        "_until",
+        "file",
+        "counted",
+        "error",
+    )
 
     def __init__(self, entry: Entry, body: bytes, via: str, machine: str) -> None:
         self.entry = entry
@@ -87,6 +100,8 @@ class Prepared:
         self._tail = b""
         self._since = self._until = 0.0  # when the tail's Age and ttl hold (see `_show`)
         self.file: HitFile | None = None  # the whole answer in a file, for sendfile (large bodies)
+        self.counted: list[int] = [0] * 7  # where its hits count (`report.SerialCounts.row`)
+        self.error = entry.status >= 500  # (a stored 5xx counts as an error)
 
     def sendable(self, now: float) -> HitFile | None:
         """The answer's file with its tail at `now` (None once not fresh)."""

@@ -20,6 +20,8 @@ from collections import defaultdict
 from ..mapping.messages import Report, SerialReport
 from ..mapping.routing import PrefixTable
 
+_ZERO = (0, 0, 0, 0, 0, 0, 0)  # requests, hits, misses, errors, bytes, origin, tunneled
+
 
 class SerialCounts:
     """Counts since the last report."""
@@ -43,13 +45,18 @@ class SerialCounts:
         c[4] += size
 
     def hit(self, serial: int, status: int, size: int) -> None:
-        """A plain hit (`record` for the hot path)."""
+        """A plain hit (`record` for the hot path, which adds to its serial's `row` in these
+        steps itself)."""
         c = self._counts[serial]
         c[0] += 1
         c[1] += 1
+        c[3] += status >= 500  # (a stored 501, say)
         c[4] += size
-        if status >= 500:  # (a stored 501, say)
-            c[3] += 1
+
+    def row(self, serial: int) -> list[int]:
+        """A serial's counts, the same list for good (a report zeroes it in place): the plain
+        hit keeps it, and adds to it as `hit` does."""
+        return self._counts[serial]
 
     def origin(self, serial: int) -> None:
         """This edge sent a request of `serial` to its origin."""
@@ -61,11 +68,12 @@ class SerialCounts:
         """The report for the interval just ended (None when nothing was served), and reset.
         `networks`: the client networks (prefix -> prefix) the requests are counted by."""
         self._fold(networks)
-        if not self._counts and not self._clients:
+        serials = [SerialReport(s, *c) for s, c in sorted(self._counts.items()) if any(c)]
+        if not serials and not self._clients:
             return None
-        serials = [SerialReport(s, *c) for s, c in sorted(self._counts.items())]
         clients = dict(sorted(self._clients.items()))
-        self._counts.clear()
+        for c in self._counts.values():
+            c[:] = _ZERO  # (in place: plain hits hold the rows)
         self._clients.clear()
         return Report(machine, region, interval, serials, clients)
 

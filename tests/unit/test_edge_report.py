@@ -42,3 +42,19 @@ def test_a_plain_hit_counts_as_a_hit_and_a_stored_5xx_as_an_error() -> None:
         c.hit(5, status, 10)
         r.record(5, "HIT", status, 10)
     assert c.drain("e", "r", 1.0) == r.drain("e", "r", 1.0)
+
+
+def test_a_serial_row_outlives_reports_that_zero_it() -> None:
+    """The plain hit keeps its serial's row: a report zeroes it in place, so hits counted
+    after a report go into the next one, and an interval with none reports nothing."""
+    c = SerialCounts()
+    row = c.row(5)
+    c.hit(5, 200, 10)
+    first = c.drain("e", "r", 1.0)
+    assert first is not None and first.serials == [SerialReport(5, 1, 1, 0, 0, 10)]
+    assert c.drain("e", "r", 1.0) is None
+    row[0] += 1  # (as the plain hit does, inline)
+    row[1] += 1
+    assert c.row(5) is row
+    second = c.drain("e", "r", 1.0)
+    assert second is not None and second.serials == [SerialReport(5, 1, 1, 0, 0, 0)]
