@@ -14,16 +14,17 @@ LAB_DEBS := mininet bridge-utils nftables iputils-ping keepalived stress-ng
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-mapping-scale bench-steering bench-recovery bench-sureroute
+.PHONY: help run test test-unit test-integration test-lab lab lab-deps deps venv clean bench bench-deps bench-dns bench-edge bench-edge-inprocess bench-failover bench-messaging bench-mapping bench-mapping-scale bench-steering bench-recovery bench-sureroute
 
 help:
 	@echo "make run    start the single-machine network (devnet) and print dig/curl lines to try"
 	@echo "make test   install what is needed and run every test"
 	@echo "make test-unit | test-integration | test-lab   run one kind of test"
 	@echo "make lab    start the Mininet lab (regions, resolver, clients) with the daemons; LAB_ARGS='--agents'"
-	@echo "make bench  run every benchmark (bench-dns, bench-edge, bench-failover, bench-messaging, bench-mapping, bench-mapping-scale, bench-steering, bench-recovery, bench-sureroute); results in bench/results/"
+	@echo "make bench  run every benchmark (bench-dns, bench-edge, bench-edge-inprocess, bench-failover, bench-messaging, bench-mapping, bench-mapping-scale, bench-steering, bench-recovery, bench-sureroute); results in bench/results/"
 	@echo "make bench-dns   dnsperf vs akacdn LLNS/TLNS, NSD, Knot on loopback (BENCH_ARGS='--seconds 5' ...)"
 	@echo "make bench-edge  wrk vs akacdn edge, nginx proxy_cache, Varnish on loopback, + a cold stampede"
+	@echo "make bench-edge-inprocess  the edge's own Python per plain hit (1 KiB, 100 KiB), in one process"
 	@echo "make bench-failover  IP takeover outage: akacdn agent vs keepalived VRRPv3 in namespaces, + a 600 s soak under CPU load per system"
 	@echo "make bench-messaging delivery and latency over loss x paths x NACK, a 1.3 MB map's time, one relay vs nats-server (namespaces)"
 	@echo "make bench-mapping   how fast the maps follow a leader's death or cut-off, and an edge's death (namespaces)"
@@ -95,13 +96,16 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-deps: deps $(BENCH_STAMP)
 
-bench: bench-dns bench-edge bench-failover bench-messaging bench-mapping bench-mapping-scale bench-steering bench-recovery bench-sureroute
+bench: bench-dns bench-edge bench-edge-inprocess bench-failover bench-messaging bench-mapping bench-mapping-scale bench-steering bench-recovery bench-sureroute
 
 bench-dns: bench-deps
 	$(BIN)/python -m bench.dns.run $(BENCH_ARGS)
 
 bench-edge: bench-deps
 	$(BIN)/python -m bench.edge.run $(BENCH_ARGS)
+
+bench-edge-inprocess: bench-deps
+	$(BIN)/python -m bench.edge.inprocess
 
 bench-failover: bench-deps lab-deps
 	$(BIN)/python -m bench.failover.run --soak 600 $(BENCH_ARGS)

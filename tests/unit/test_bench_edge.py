@@ -347,3 +347,17 @@ def test_tls_rows_sort_after_the_plain_ones_and_varnish_says_no_tls() -> None:
     assert rows[0]["ratio_to_best_peer"] == 0.5  # akacdn over nginx: Varnish has no TLS row to compare
     varnish = next(line for line in report.table(rows).splitlines() if "Varnish" in line)
     assert "TLS 1 KiB" in varnish and run.NO_TLS in varnish
+
+
+def test_inprocess_times_a_plain_hit_of_each_size(tmp_path: Path) -> None:
+    """`bench.edge.inprocess`: a real edge stores both objects and answers every timed
+    request as a plain hit (1 KiB from memory, 100 KiB by sendfile), and writes its JSON."""
+    import json
+
+    from bench.edge import inprocess
+
+    assert inprocess.main(["--requests", "300", "--repeat", "1", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "edge-inprocess.json").read_text())["results"]
+    assert [(r["object"], r["answer"]) for r in rows] == [("1 KiB", "writelines"), ("100 KiB", "sendfile")]
+    assert all(r["per_request_us"] > 0 and r["edge_python_us"] > 0 for r in rows), rows
+    assert rows[1]["bare_sendfile_us"] > 0, rows
