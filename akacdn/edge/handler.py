@@ -184,7 +184,7 @@ class Handler:
 
     def plain_hit(
         self, head: bool, host: bytes, target: bytes, now: float, scheme: str = "http"
-    ) -> list[bytes] | HitFile | None:
+    ) -> list[bytes] | tuple[bytes, HitFile] | None:
         """The answer to a plain GET/HEAD (no conditional, range or cache directives) when a
         fresh stored response that does not vary answers it; else None (the full flow).
         The hottest path of the edge: every step here is paid per request."""
@@ -205,16 +205,13 @@ class Handler:
             if not isinstance(v.body, bytes):
                 return None
             p = v.prepared = self._prepare(plain[0], v.entry, v.body)
-        if not p.plain:
+        if not p.plain or not (p.since < now < p.until or p.current(now)):  # (not fresh)
             return None
-        out: list[bytes] | HitFile | None
+        out: list[bytes] | tuple[bytes, HitFile]
         if p.file is not None and not head and scheme == "http":  # sendfile: no TLS in between
-            out = p.sendable(now)
+            out = p.large  # type: ignore[assignment]  # (set with the file)
         else:
-            tail = p.tail(now)
-            out = None if tail is None else [p.head, tail] if head else [p.head, tail, p.body]
-        if out is None:
-            return None
+            out = [p.head, p.tail] if head else [p.head, p.tail, p.body]
         self.served += 1
         self.plain_hits += 1
         row = p.counted  # as `SerialCounts.hit` counts (inline): requests, hits, errors, bytes
@@ -237,7 +234,7 @@ class Handler:
             p.plain = False
         elif len(p.body) >= MIN_BODY and p.plain:
             try:
-                p.file = HitFile(self.hit_dir, p.head, p.body)
+                p.attach(HitFile(self.hit_dir, p.body))
             except OSError as e:  # no file: the hit is written from memory
                 self.rt.log.limited("hit_file_failed", error=str(e))
         return p

@@ -74,10 +74,11 @@ class Prepared:
         "plain",
         "_age",
         "_ttl",
-        "_tail",
-        "_since",
-        "_until",
+        "tail",
+        "since",
+        "until",
         "file",
+        "large",
         "counted",
         "error",
     )
@@ -97,46 +98,48 @@ class Prepared:
         self.head = b"".join(lines)
         self._age = -1
         self._ttl = 0
-        self._tail = b""
-        self._since = self._until = 0.0  # when the tail's Age and ttl hold (see `_show`)
-        self.file: HitFile | None = None  # the whole answer in a file, for sendfile (large bodies)
+        # `Age`, `Cache-Status` and the end of the head, as of the last `current`; the span
+        # of time (`since` < now < `until`) in which they hold
+        self.tail = b""
+        self.since = self.until = 0.0
+        self.file: HitFile | None = None  # the body in a file, for sendfile (large bodies)
+        self.large: tuple[bytes, HitFile] | None = None  # with a file: the whole head (at `tail`), the file
         self.counted: list[int] = [0] * 7  # where its hits count (`report.SerialCounts.row`)
         self.error = entry.status >= 500  # (a stored 5xx counts as an error)
 
-    def sendable(self, now: float) -> HitFile | None:
-        """The answer's file with its tail at `now` (None once not fresh)."""
-        if not (self._since < now < self._until) and not self._show(now):
-            return None
-        return self.file
+    def attach(self, file: HitFile) -> None:
+        """Send large hits' bodies from this file (the body's own): the next hit rebuilds
+        the head that goes before it."""
+        self.file = file
+        self._age = -1
+        self.since = self.until = 0.0
 
-    def tail(self, now: float) -> bytes | None:
-        """`Age`, `Cache-Status` and the end of the head at `now`; None once not fresh."""
-        if not (self._since < now < self._until) and not self._show(now):
-            return None
-        return self._tail
+    def current(self, now: float) -> bool:
+        """Make `tail` (and `large`) say the Age and ttl at `now`; False once not fresh.
+        Within `since` < now < `until` nothing changes: the hot path checks that span
+        itself (two comparisons) and calls this only when a whole second turns."""
+        return self.since < now < self.until or self._show(now)
 
     def _show(self, now: float) -> bool:
-        """Rebuild the tail (and the file's) for `now`, and the span of time its whole
-        seconds of Age and ttl hold for (a hit within it is two comparisons); False once
-        not fresh."""
+        """Rebuild the tail (and the large hit's head) for `now`, and the span of time its
+        whole seconds of Age and ttl hold for; False once not fresh."""
         e = self.entry
         since = now - e.response_time
         age = e.initial_age + (since if since > 0 else 0.0)
         left = e.lifetime - age
         if left <= 0:
-            self._since = self._until = 0.0
+            self.since = self.until = 0.0
             return False
         a, t = int(age), math.floor(left)
         if a != self._age or t != self._ttl:
             self._age, self._ttl = a, t
-            self._tail = b"Age: %d\r\nCache-Status: akacdn; hit; ttl=%d\r\n\r\n" % (min(a, DELTA_MAX), t)
-            if self.file is not None:
-                self.file.show(min(a, DELTA_MAX), t)
+            self.tail = b"Age: %d\r\nCache-Status: akacdn; hit; ttl=%d\r\n\r\n" % (min(a, DELTA_MAX), t)
+            self.large = None if self.file is None else (self.head + self.tail, self.file)
         if since > 0:  # (a clock before the response: recomputed every time)
             # Age's whole seconds turn at age = a + 1, the ttl's at left = t (a margin
             # against float rounding at either edge)
-            self._since = now - min(age - a, t + 1 - left) + _EDGE
-            self._until = now + min(a + 1 - age, left - t) - _EDGE
+            self.since = now - min(age - a, t + 1 - left) + _EDGE
+            self.until = now + min(a + 1 - age, left - t) - _EDGE
         else:
-            self._since = self._until = 0.0
+            self.since = self.until = 0.0
         return True

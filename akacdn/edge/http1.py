@@ -93,7 +93,7 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
         self.fd = -1  # the socket's, for sendfile
-        self._sending: tuple[HitFile, int] | None = None  # a large hit's file, sent up to here
+        self._sending: tuple[HitFile, int] | None = None  # a large hit's body, sent up to here
         self._writer_fd = -1
         self.queue: collections.deque[tuple[Request, bool]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
@@ -231,7 +231,7 @@ class Connection(asyncio.Protocol):
                 if out.__class__ is list:
                     self.transport.writelines(out)  # type: ignore[arg-type]
                 else:
-                    self._send_hit_file(out)  # type: ignore[arg-type]
+                    self._send_hit_file(*out)  # type: ignore[misc]
                 return
         # Upgrade is ignored (RFC 9110 7.8), but llhttp reads no more after it: close
         keep = self.parser.should_keep_alive() and not self.parser.should_upgrade()
@@ -244,13 +244,16 @@ class Connection(asyncio.Protocol):
         elif len(self.queue) >= MAX_PIPELINE and self.transport is not None:
             self.transport.pause_reading()
 
-    def _send_hit_file(self, hit: HitFile) -> None:
-        """A large plain hit: the kernel sends its file (sendfile, no copy through Python).
-        What the socket cannot take at once is sent as it drains (`_send_more`), with the
-        connection held as if its buffer were full: no other answer is written meanwhile.
-        When something already waits in the transport's buffer, the file is copied behind it."""
+    def _send_hit_file(self, head: bytes, hit: HitFile) -> None:
+        """A large plain hit: its head written, then the kernel sends the body's file
+        (sendfile, no copy through Python; why the two calls: `hitfile`). What the socket
+        cannot take at once is sent as it drains (`_send_more`), with the connection held
+        as if its buffer were full: no other answer is written meanwhile. When the head
+        waits in the transport's buffer (behind an earlier answer, or a full socket), the
+        body is copied behind it."""
         t = self.transport
         assert t is not None
+        t.write(head)  # (uvloop writes at once when nothing waits)
         if t.get_write_buffer_size() != 0:
             t.write(os.pread(hit.fd, hit.size, 0))
             return
@@ -275,13 +278,16 @@ class Connection(asyncio.Protocol):
             loop.add_writer(self._writer_fd, self._send_more)
 
     def _send_more(self) -> bool:
-        """Send what the socket takes of the file being sent; True once it is all sent (or
+        """Send what the socket takes of the body being sent; True once it is all sent (or
         the connection failed and was closed)."""
         assert self._sending is not None
         hit, at = self._sending
         try:
             while at < hit.size:
-                at += os.sendfile(self.fd, hit.fd, at, hit.size - at)
+                n = os.sendfile(self.fd, hit.fd, at, hit.size - at)
+                if n == 0:  # (the file ended early: never so for our own file)
+                    raise OSError("hit file ended early")
+                at += n
         except BlockingIOError:
             self._sending = (hit, at)
             return False

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from akacdn.edge.hit import Prepared
-from akacdn.edge.hitfile import MIN_BODY, TAIL, HitFile
+from akacdn.edge.hitfile import MIN_BODY, HitFile
 from akacdn.edge.message import BodyStream, BodyStreamError
 from akacdn.edge.rfc9111 import Entry
 from akacdn.workers import MergedMetrics, registry_snapshot
@@ -81,8 +80,8 @@ def test_plain_hit_bytes_carry_age_and_ttl_and_stop_when_stale() -> None:
     p = Prepared(_entry(60, (("Content-Length", "999"),)), b"body", "1.1 e1 (akacdn)", "e1")
     assert p.head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 4\r\n" in p.head
     assert b"999" not in p.head, "the stored framing is not repeated"
-    assert p.tail(1010.5) == b"Age: 10\r\nCache-Status: akacdn; hit; ttl=49\r\n\r\n"
-    assert p.tail(1059.9) is not None and p.tail(1060.0) is None
+    assert p.current(1010.5) and p.tail == b"Age: 10\r\nCache-Status: akacdn; hit; ttl=49\r\n\r\n"
+    assert p.current(1059.9) and not p.current(1060.0)
 
 
 def _said(tail: bytes) -> tuple[int, int]:
@@ -96,22 +95,23 @@ def test_the_tail_says_the_whole_seconds_at_every_instant_also_between_recomputa
 ) -> None:
     """The tail's Age and ttl are recomputed only when a whole second turns (a hit within
     the span is two comparisons): at any instant they are what RFC 9111 4.2.3 computes,
-    in the tail and in the large hit's file, up to the instant it goes stale."""
+    in the tail and in the large hit's head, up to the instant it goes stale."""
     lifetime = 30.4
     entry = Entry(200, (), 1000.0, 1000.0, initial_age, lifetime, "max-age")
     p = Prepared(entry, b"x" * MIN_BODY, "v", "e1")
-    p.file = HitFile(tmp_path, p.head, p.body)
+    file = HitFile(tmp_path, p.body)
+    p.attach(file)
     # forward, then back (a clock stepped back), each step crossing the seconds at another fraction;
     # from before the response (age: the initial age) to past the end of freshness
     forward = [999.5 + 0.037 * i for i in range(1100)]
     for now in forward + forward[::-1]:
         age = initial_age + max(0.0, now - 1000.0)
         fresh = lifetime - age > 0
-        tail, file = p.tail(now), p.sendable(now)
-        assert (tail is not None, file is not None) == (fresh, fresh), now
+        # (as `Handler.plain_hit` asks: the span first, then `current`)
+        assert (p.since < now < p.until or p.current(now)) == fresh, now
         if fresh:
-            assert tail is not None and _said(tail) == (int(age), math.floor(lifetime - age)), now
-            assert os.pread(p.file.fd, len(TAIL % (0, 0)), len(p.head)).replace(b" ", b"") == tail.replace(b" ", b"")
+            assert _said(p.tail) == (int(age), math.floor(lifetime - age)), now
+            assert p.large == (p.head + p.tail, file), now
 
 
 def test_a_no_cache_response_is_never_a_plain_hit() -> None:
