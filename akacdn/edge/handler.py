@@ -234,7 +234,7 @@ class Handler:
             p.plain = False
         elif len(p.body) >= MIN_BODY and p.plain:
             try:
-                p.attach(HitFile(self.hit_dir, p.body))
+                p.attach(HitFile(self.hit_dir, p.head, p.body))
             except OSError as e:  # no file: the hit is written from memory
                 self.rt.log.limited("hit_file_failed", error=str(e))
         return p

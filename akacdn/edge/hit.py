@@ -102,14 +102,14 @@ class Prepared:
         # of time (`since` < now < `until`) in which they hold
         self.tail = b""
         self.since = self.until = 0.0
-        self.file: HitFile | None = None  # the body in a file, for sendfile (large bodies)
+        self.file: HitFile | None = None  # the whole answer in a file, for sendfile (large bodies)
         self.large: tuple[bytes, HitFile] | None = None  # with a file: the whole head (at `tail`), the file
         self.counted: list[int] = [0] * 7  # where its hits count (`report.SerialCounts.row`)
         self.error = entry.status >= 500  # (a stored 5xx counts as an error)
 
     def attach(self, file: HitFile) -> None:
-        """Send large hits' bodies from this file (the body's own): the next hit rebuilds
-        the head that goes before it."""
+        """Send large hits from this file (the whole answer: `hitfile`); the next hit
+        rebuilds the head and the file's tail."""
         self.file = file
         self._age = -1
         self.since = self.until = 0.0
@@ -134,7 +134,9 @@ class Prepared:
         if a != self._age or t != self._ttl:
             self._age, self._ttl = a, t
             self.tail = b"Age: %d\r\nCache-Status: akacdn; hit; ttl=%d\r\n\r\n" % (min(a, DELTA_MAX), t)
-            self.large = None if self.file is None else (self.head + self.tail, self.file)
+            if self.file is not None:
+                self.file.show(min(a, DELTA_MAX), t)
+                self.large = (self.head + self.tail, self.file)
         if since > 0:  # (a clock before the response: recomputed every time)
             # Age's whole seconds turn at age = a + 1, the ttl's at left = t (a margin
             # against float rounding at either edge)

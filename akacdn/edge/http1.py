@@ -93,7 +93,7 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
         self.fd = -1  # the socket's, for sendfile
-        self._sending: tuple[HitFile, int] | None = None  # a large hit's body, sent up to here
+        self._sending: tuple[HitFile, int] | None = None  # a large hit's file, sent up to here
         self._writer_fd = -1
         self.queue: collections.deque[tuple[Request, bool]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
@@ -245,30 +245,33 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _send_hit_file(self, head: bytes, hit: HitFile) -> None:
-        """A large plain hit: its head written, then the kernel sends the body's file
-        (sendfile, no copy through Python; why the two calls: `hitfile`). What the socket
-        cannot take at once is sent as it drains (`_send_more`), with the connection held
-        as if its buffer were full: no other answer is written meanwhile. When the head
-        waits in the transport's buffer (behind an earlier answer, or a full socket), the
-        body is copied behind it."""
+        """A large plain hit: the kernel sends its file (sendfile, no copy through Python),
+        the whole answer, or (`head_first`) the body after its head written from memory
+        (why: `hitfile`). What the socket cannot take at once is sent as it drains
+        (`_send_more`), with the connection held as if its buffer were full: no other
+        answer is written meanwhile. When something waits in the transport's buffer
+        (an earlier answer, or the head itself), the rest is copied behind it."""
         t = self.transport
         assert t is not None
-        t.write(head)  # (uvloop writes at once when nothing waits)
+        at = hit.start
+        if hit.head_first:
+            t.write(head)  # (uvloop writes at once when nothing waits)
+            at = hit.body_at
         if t.get_write_buffer_size() != 0:
-            t.write(os.pread(hit.fd, hit.size, 0))
+            t.write(os.pread(hit.fd, hit.size - at, at))
             return
         if self.fd < 0:
             self.fd = t.get_extra_info("socket").fileno()
         try:  # the common case: the socket takes it all at once
-            sent = os.sendfile(self.fd, hit.fd, 0, hit.size)
+            at += os.sendfile(self.fd, hit.fd, at, hit.size - at)
         except BlockingIOError:
-            sent = 0
+            pass
         except OSError:  # the client went away
             self._close()
             return
-        if sent == hit.size:
+        if at == hit.size:
             return
-        self._sending = (hit, sent)
+        self._sending = (hit, at)
         if not self._send_more():
             self.handler.file_waits.inc()
             loop = asyncio.get_running_loop()
@@ -278,7 +281,7 @@ class Connection(asyncio.Protocol):
             loop.add_writer(self._writer_fd, self._send_more)
 
     def _send_more(self) -> bool:
-        """Send what the socket takes of the body being sent; True once it is all sent (or
+        """Send what the socket takes of the file being sent; True once it is all sent (or
         the connection failed and was closed)."""
         assert self._sending is not None
         hit, at = self._sending

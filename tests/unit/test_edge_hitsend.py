@@ -1,6 +1,6 @@
-"""How a connection sends a large plain hit (`Connection._send_hit_file`): its head through
-the transport, then its body's file by sendfile(2); over a real socket pair on uvloop,
-with the peer reading nothing until the end."""
+"""How a connection sends a large plain hit (`Connection._send_hit_file`): its file by
+sendfile(2), whole or after the head written through the transport (`head_first`); over
+a real socket pair on uvloop, with the peer reading nothing until the end."""
 
 from __future__ import annotations
 
@@ -10,14 +10,25 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import uvloop
 from prometheus_client import CollectorRegistry, Counter
 
-from akacdn.edge.hitfile import HitFile
+from akacdn.edge.hitfile import HEAD_FIRST_MAX, TAIL, HitFile
 from akacdn.edge.http1 import Connection, Http1Server
 
-HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\nAge: 3\r\n\r\n"
-BODY = bytes((i * 7) % 256 for i in range(300_000))
+# a body answered head first, and one answered as one sendfile of the whole file
+SIZES = pytest.mark.parametrize("size", [HEAD_FIRST_MAX // 2, HEAD_FIRST_MAX + 1], ids=["head_first", "whole"])
+
+
+def _hit(directory: Path, size: int) -> tuple[bytes, HitFile, bytes]:
+    """(the head as the hit's memory has it, the file, the answer the client must get)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % size
+    body = bytes((i * 7) % 256 for i in range(size))
+    hit = HitFile(directory, head, body)
+    assert hit.head_first == (size < HEAD_FIRST_MAX)
+    whole = head + TAIL % (0, 0)  # (the file's own tail, as the head in memory says it here)
+    return whole, hit, whole + body
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -48,17 +59,21 @@ def _run(test: Callable[[], object]) -> None:
     uvloop.run(test())  # type: ignore[arg-type]
 
 
-def test_the_whole_hit_goes_out_as_the_client_reads_and_the_connection_waits_meanwhile(tmp_path: Path) -> None:
+@SIZES
+def test_the_whole_hit_goes_out_as_the_client_reads_and_the_connection_waits_meanwhile(
+    size: int, tmp_path: Path
+) -> None:
     """The socket takes part of the body: the rest is sent as it drains, the connection
     holds its pipeline (`_can_write`) until then, and the wait is counted."""
 
     async def test() -> None:
         edge, client = _pair()
         conn, waits = await _connection(edge)
-        conn._send_hit_file(HEAD, HitFile(tmp_path, BODY))
+        head, hit, expected = _hit(tmp_path, size)
+        conn._send_hit_file(head, hit)
         held = conn._can_write
         assert held is not None and waits._value.get() == 1  # (the socket could not take it all)
-        assert await _read_all(client, len(HEAD) + len(BODY)) == HEAD + BODY
+        assert await _read_all(client, len(expected)) == expected
         await asyncio.wait_for(held, 10)  # released once all is sent
         assert conn._sending is None and conn._can_write is None
         conn.transport.close()  # type: ignore[union-attr]
@@ -67,7 +82,8 @@ def test_the_whole_hit_goes_out_as_the_client_reads_and_the_connection_waits_mea
     _run(test)
 
 
-def test_a_hit_behind_bytes_still_buffered_is_copied_behind_them(tmp_path: Path) -> None:
+@SIZES
+def test_a_hit_behind_bytes_still_buffered_is_copied_behind_them(size: int, tmp_path: Path) -> None:
     """When an earlier answer still waits in the transport's buffer (the socket full), the
     hit's head and body go behind it, in order: never the file sent past it."""
 
@@ -80,9 +96,10 @@ def test_a_hit_behind_bytes_still_buffered_is_copied_behind_them(tmp_path: Path)
         earlier = bytes(range(256)) * 800
         t.write(earlier)  # more than the socket takes: the rest waits in the buffer
         assert t.get_write_buffer_size() > 0
-        conn._send_hit_file(HEAD, HitFile(tmp_path, BODY))
+        head, hit, expected = _hit(tmp_path, size)
+        conn._send_hit_file(head, hit)
         assert conn._sending is None and waits._value.get() == 0  # copied, not sent from the file
-        assert await _read_all(client, len(earlier) + len(HEAD) + len(BODY)) == earlier + HEAD + BODY
+        assert await _read_all(client, len(earlier) + len(expected)) == earlier + expected
         t.close()
         client.close()
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from akacdn.edge.hit import Prepared
-from akacdn.edge.hitfile import MIN_BODY, HitFile
+from akacdn.edge.hitfile import MIN_BODY, TAIL, HitFile
 from akacdn.edge.message import BodyStream, BodyStreamError
 from akacdn.edge.rfc9111 import Entry
 from akacdn.workers import MergedMetrics, registry_snapshot
@@ -95,11 +96,11 @@ def test_the_tail_says_the_whole_seconds_at_every_instant_also_between_recomputa
 ) -> None:
     """The tail's Age and ttl are recomputed only when a whole second turns (a hit within
     the span is two comparisons): at any instant they are what RFC 9111 4.2.3 computes,
-    in the tail and in the large hit's head, up to the instant it goes stale."""
+    in the tail, the large hit's head and its file, up to the instant it goes stale."""
     lifetime = 30.4
     entry = Entry(200, (), 1000.0, 1000.0, initial_age, lifetime, "max-age")
     p = Prepared(entry, b"x" * MIN_BODY, "v", "e1")
-    file = HitFile(tmp_path, p.body)
+    file = HitFile(tmp_path, p.head, p.body)
     p.attach(file)
     # forward, then back (a clock stepped back), each step crossing the seconds at another fraction;
     # from before the response (age: the initial age) to past the end of freshness
@@ -112,6 +113,8 @@ def test_the_tail_says_the_whole_seconds_at_every_instant_also_between_recomputa
         if fresh:
             assert _said(p.tail) == (int(age), math.floor(lifetime - age)), now
             assert p.large == (p.head + p.tail, file), now
+            in_file = os.pread(file.fd, len(TAIL % (0, 0)), file.body_at - len(TAIL % (0, 0)))
+            assert in_file.replace(b" ", b"") == p.tail.replace(b" ", b""), now
 
 
 def test_a_no_cache_response_is_never_a_plain_hit() -> None:
