@@ -351,7 +351,7 @@ def net() -> int:
 
 
 def test_a_large_hit_is_sent_from_its_file_whole_and_well_framed(proxy: Sem) -> None:
-    """A 100 KiB plain hit goes out as its head, then sendfile(2) of a file holding its body."""
+    """A 100 KiB plain hit goes out as its head, then sendfile(2) of its body from the hit's file."""
     from .test_edge_semantics import BIG
 
     first = proxy.get("/big")
