@@ -10,9 +10,9 @@ strip as OWS) when its whole seconds change; a response still queued in the kern
 carry the newer second, never other bytes.
 
 The body starts on a page boundary (the file begins with padding): whole pages splice
-cheaper. How it is sent depends on the answer's size (`head_first`); both ways were
-measured on loopback with BBR (this machine's congestion control, and many hosts'),
-with wrk and `make bench-edge`:
+cheaper. How it is sent depends on the body's size (`head_first`); both ways were measured on
+loopback with BBR (this machine's congestion control, and many hosts'), with wrk and
+`make bench-edge`, the bench's 256 KiB `SO_SNDBUF`:
 - Up to `HEAD_FIRST_MAX`, the head is written from memory, then the body is one
   sendfile, as nginx sends every answer. One sendfile of a whole 100 KiB answer made
   BBR leave its startup phase on the edge's connections (`ss -ti`: pacing_gain 1.25, a
@@ -21,13 +21,14 @@ with wrk and `make bench-edge`:
   timer:hrtimer_expire_entry`), a timer interrupt and softirq each on the edge's core,
   and the edge's CPU per hit ran up to a fifth higher. With the head first its
   connections stay at startup's pacing rate, as nginx's do, and are never paced.
-- Above it, the whole answer is one sendfile. An answer larger than the socket takes at
-  once waits for the client's ACKs, and with a small head segment first the client's
-  delayed ACKs stalled it until a tail-loss probe (`nstat`: a spurious retransmission
-  per hit): 1 MiB hits fell from 11k to 6k per CPU-second and to a third of the
-  requests per second. With a 256 KiB `SO_SNDBUF` the crossover lay between 256 KiB
-  answers (head first: 35-42k per CPU-second, whole: 17-18k) and 512 KiB ones (whole
-  21k, head first 14-16k); `HEAD_FIRST_MAX` is between.
+- Above it, the whole answer is one sendfile. Head first, larger answers stalled: the
+  client's delayed ACKs held each until a tail-loss probe (`nstat`: a spurious
+  retransmission per hit), or the edge ran flat out for a third of the answers. Per
+  CPU-second and requests per second, head first against whole: 256 KiB bodies 35-42k
+  and 27-30k against 17-18k and 17-18k; 288 KiB 9-10k and 9-10k against 25k and 24k;
+  512 KiB 14-16k against 21k; 1 MiB 6k against 11k (and a third of the requests).
+  The limit lies where loopback's 64 KiB segments meet the congestion window; on a
+  real network it will lie elsewhere.
 
 The file is unnamed (gone with its descriptor, also after a crash) and closed when the
 variant is dropped (the object's finaliser).
@@ -41,7 +42,7 @@ import weakref
 from pathlib import Path
 
 MIN_BODY = 32 * 1024  # below this, a write from memory costs less than a sendfile
-HEAD_FIRST_MAX = 384 * 1024  # answers up to this size: head written, then the body's sendfile
+HEAD_FIRST_MAX = 256 * 1024  # bodies up to this size: head written, then the body's sendfile
 PAGE = 4096
 WIDTH = 10  # digits of a delta-seconds value (up to 2^31)
 TAIL = b"Age: %-10d\r\nCache-Status: akacdn; hit; ttl=%-10d\r\n\r\n"
@@ -67,7 +68,7 @@ class HitFile:
         self.start = pad
         self.size = len(data)
         self.body_at = pad + len(answer)
-        self.head_first = self.size - pad <= HEAD_FIRST_MAX
+        self.head_first = len(body) <= HEAD_FIRST_MAX
         self._at = pad + len(head)
         self._shown = (0, 0)
 

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -57,7 +58,7 @@ from .system import say
 
 CACHES = ("nginx", "varnish", "akacdn")
 ADDR = {"nginx": network.NGINX_ADDR, "varnish": network.VARNISH_ADDR, "akacdn": network.EDGE_ADDR}
-SIZES = {"1 KiB": 1024, "100 KiB": 100 * 1024, "1 MiB": 2**20}
+SIZES = {"1 KiB": 1024, "100 KiB": 100 * 1024, "1 MiB": 2**20}  # the default rows; any '<n> KiB|MiB' runs
 # over HTTPS (nginx and akacdn: Varnish has no TLS): keep-alive 1 KiB hits, and a new
 # connection, so a TLS handshake, for every request (wrk with `Connection: close`; wrk
 # offers its last session again on each, so servers with tickets resume: see tlsprobe)
@@ -66,6 +67,30 @@ TLS_CACHES = ("nginx", "akacdn")
 NO_TLS = "no TLS"  # the table cell of a cache without an HTTPS listener (Varnish)
 PORT = network.PORT
 TLS_PORT = network.TLS_PORT
+
+
+def object_size(label: str) -> int:
+    """Bytes of a hit row's object: '<n> KiB' or '<n> MiB' (ValueError otherwise)."""
+    m = re.fullmatch(r"(\d+) (KiB|MiB)", label)
+    if m is None:
+        raise ValueError(f"not an object size: {label!r}")
+    return int(m[1]) * (2**10 if m[2] == "KiB" else 2**20)
+
+
+def objects_arg(text: str) -> list[str]:
+    """An argparse type: the rows to run, each a TLS row's name or an object size."""
+    items = [" ".join(x.split()) for x in text.split(",") if x.strip()]
+    for x in items:
+        if x not in TLS_ROWS:
+            try:
+                size = object_size(x)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"unknown object {x!r}: '<n> KiB', '<n> MiB' or one of {', '.join(TLS_ROWS)}"
+                ) from None
+            if not 0 < size <= origin.MAX_SIZE:
+                raise argparse.ArgumentTypeError(f"{x!r}: the origin serves 1 byte to {origin.MAX_SIZE >> 20} MiB")
+    return items
 
 
 @dataclass
@@ -297,7 +322,7 @@ class Bench:
                         say(f"{kind} ({rnd} process(es)) not measured: {e}")
                         self.notes.append(f"{kind} ({rnd}-process round) not measured: {gist(e)}")
                 rows: list[tuple[str, int, tuple[str, ...] | None]] = [
-                    (label, size, None) for label, size in SIZES.items() if label in a.objects
+                    (label, object_size(label), None) for label in a.objects if label not in TLS_ROWS
                 ]
                 rows += [(label, size, extra) for label, (extra, size) in TLS_ROWS.items() if label in a.objects]
                 for label, size, tls in rows:
@@ -381,9 +406,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--caches", type=csv_arg(str, CACHES), default=list(CACHES), help="default nginx,varnish,akacdn")
     p.add_argument(
         "--objects",
-        type=csv_arg(str, (*SIZES, *TLS_ROWS)),
+        type=objects_arg,
         default=[*SIZES, *TLS_ROWS],
-        help="'1 KiB','100 KiB','1 MiB','TLS 1 KiB','TLS handshake' (default all)",
+        help="'1 KiB','100 KiB','1 MiB' (or any '<n> KiB', '<n> MiB'),'TLS 1 KiB','TLS handshake' (default "
+        "the five named)",
     )
     p.add_argument("--repeat", type=int, default=1, help="measured runs per cache, taking turns; median kept")
     p.add_argument(

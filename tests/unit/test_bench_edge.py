@@ -361,3 +361,12 @@ def test_inprocess_times_a_plain_hit_of_each_size(tmp_path: Path) -> None:
     assert [(r["object"], r["answer"]) for r in rows] == [("1 KiB", "writelines"), ("100 KiB", "sendfile")]
     assert all(r["per_request_us"] > 0 and r["edge_python_us"] > 0 for r in rows), rows
     assert rows[1]["bare_sendfile_us"] > 0, rows
+
+
+def test_objects_are_the_named_rows_or_any_size_the_origin_serves() -> None:
+    p = run.parser()
+    assert p.parse_args(["--objects", "256 KiB, 2  MiB,TLS 1 KiB"]).objects == ["256 KiB", "2 MiB", "TLS 1 KiB"]
+    assert run.object_size("256 KiB") == 256 * 1024 and run.object_size("2 MiB") == 2 * 2**20
+    for bad in ("2 GiB", "64 MiB", "0 KiB", "big"):
+        with pytest.raises(SystemExit):
+            p.parse_args(["--objects", bad])

@@ -34,11 +34,10 @@ def test_the_file_is_head_tail_body_with_the_body_on_a_page_and_the_tail_keeps_i
     assert list(tmp_path.iterdir()) == [], "the file has no name"
 
 
-def test_answers_up_to_the_limit_go_head_first_larger_ones_whole(tmp_path: Path) -> None:
+def test_bodies_up_to_the_limit_go_head_first_larger_ones_whole(tmp_path: Path) -> None:
     head = b"HTTP/1.1 200 OK\r\n"
-    fits = HEAD_FIRST_MAX - len(head) - len(TAIL % (0, 0))
-    assert HitFile(tmp_path, head, bytes(fits)).head_first
-    assert not HitFile(tmp_path, head, bytes(fits + 1)).head_first
+    assert HitFile(tmp_path, head, bytes(HEAD_FIRST_MAX)).head_first
+    assert not HitFile(tmp_path, head, bytes(HEAD_FIRST_MAX + 1)).head_first
 
 
 def test_the_descriptor_is_closed_with_the_object(tmp_path: Path) -> None:

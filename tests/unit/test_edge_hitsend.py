@@ -26,7 +26,7 @@ def _hit(directory: Path, size: int) -> tuple[bytes, HitFile, bytes]:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % size
     body = bytes((i * 7) % 256 for i in range(size))
     hit = HitFile(directory, head, body)
-    assert hit.head_first == (size < HEAD_FIRST_MAX)
+    assert hit.head_first == (size <= HEAD_FIRST_MAX)
     whole = head + TAIL % (0, 0)  # (the file's own tail, as the head in memory says it here)
     return whole, hit, whole + body
 
