@@ -214,7 +214,7 @@ class Handler:
             out = [p.head, p.tail] if head else [p.head, p.tail, p.body]
         self.served += 1
         self.plain_hits += 1
-        row = p.counted  # as `SerialCounts.hit` counts (inline): requests, hits, errors, bytes
+        row = p.counted  # (`SerialCounts.row`, inline): requests, hits, errors, bytes
         row[0] += 1
         row[1] += 1
         row[3] += p.error

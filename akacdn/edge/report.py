@@ -44,18 +44,9 @@ class SerialCounts:
             c[3] += 1
         c[4] += size
 
-    def hit(self, serial: int, status: int, size: int) -> None:
-        """A plain hit (`record` for the hot path, which adds to its serial's `row` in these
-        steps itself)."""
-        c = self._counts[serial]
-        c[0] += 1
-        c[1] += 1
-        c[3] += status >= 500  # (a stored 501, say)
-        c[4] += size
-
     def row(self, serial: int) -> list[int]:
         """A serial's counts, the same list for good (a report zeroes it in place): the plain
-        hit keeps it, and adds to it as `hit` does."""
+        hit keeps it and adds to it itself (requests, hits, errors, bytes: as `record` would)."""
         return self._counts[serial]
 
     def origin(self, serial: int) -> None:
