@@ -134,7 +134,12 @@ class Handler:
         self.second = SecondRequest()
         self._background: set[asyncio.Task[None]] = set()
         self._hit = self.requests.labels("hit")
-        self.plain_hits = 0  # into `_hit` at `flush`: a lock-free count on the hottest path
+        # the plain hit counts on its answer alone; `flush` adds up the answers hit since
+        # the last flush (those whose span of Age and ttl began since then, or holds still)
+        self._answered: set[Prepared] = set()
+        self._peek = store.memory.peek
+        self.plain_hits = 0  # (a running total: `flush` adds to it)
+        self.before_flush: list[Callable[[], None]] = []
         rt.before_scrape.append(self.flush)
         self.locks: MissLocks | None = None  # `[edge] workers` > 1: misses meet across processes
         self._holds: dict[Key, Hold] = {}
@@ -194,7 +199,7 @@ class Handler:
             plain = self._plain_key(scheme, host, target)
         if plain is None:
             return None
-        variants = self.store.memory.get(plain[1])
+        variants = self._peek(plain[1])
         if variants is None or len(variants) != 1:
             return None
         v = variants[0]
@@ -205,21 +210,16 @@ class Handler:
             if not isinstance(v.body, bytes):
                 return None
             p = v.prepared = self._prepare(plain[0], v.entry, v.body)
-        if not p.plain or not (p.since < now < p.until or p.current(now)):  # (not fresh)
-            return None
-        out: list[bytes] | tuple[bytes, HitFile]
+        if not p.since < now < p.until:  # a whole second of Age or ttl turned (or the first hit)
+            if not p.current(now):  # (not fresh, or not the plain hit)
+                return None
+            # once a second per answer: its key marked used, the answer where `flush` counts
+            self.store.memory.touch(plain[1])
+            self._answered.add(p)
+        p.hits += 1  # (counted into its serial's row, `served` and the metric by `flush`)
         if p.file is not None and not head and scheme == "http":  # sendfile: no TLS in between
-            out = p.large  # type: ignore[assignment]  # (set with the file)
-        else:
-            out = [p.head, p.tail] if head else [p.head, p.tail, p.body]
-        self.served += 1
-        self.plain_hits += 1
-        row = p.counted  # (`SerialCounts.row`, inline): requests, hits, errors, bytes
-        row[0] += 1
-        row[1] += 1
-        row[3] += p.error
-        row[4] += len(p.body)
-        return out
+            return p.large
+        return [p.head, p.tail] if head else [p.head, p.tail, p.body]
 
     def _prepare(self, customer: Customer, entry: Entry, body: bytes) -> Prepared:
         """A stored variant's plain-hit answer, with the customer's response rules applied. An
@@ -239,11 +239,26 @@ class Handler:
                 self.rt.log.limited("hit_file_failed", error=str(e))
         return p
 
-    def flush(self) -> None:
-        """Move the plain hits counted since the last flush into the Prometheus counter."""
-        if self.plain_hits:
-            self._hit.inc(self.plain_hits)
-            self.plain_hits = 0
+    def flush(self, now: float | None = None) -> None:
+        """Bring the counts up to date before they are read (a report, `served`, a scrape):
+        the `before_flush` hooks (the connections' requests per client address), then
+        the plain hits, counted only on their answers (`Prepared.hits`), into their
+        serials' rows, `served` and the hit counter. `now`: the plain hit's clock."""
+        for hook in self.before_flush:
+            hook()
+        now, total = time.time() if now is None else now, 0
+        for p in list(self._answered):
+            n = p.hits
+            if n:
+                p.hits = 0
+                SerialCounts.add_plain_hits(p.counted, n, p.error, len(p.body))
+                total += n
+            elif not now < p.until:  # its next hit goes through `current`, which adds it again
+                self._answered.discard(p)
+        if total:
+            self.served += total
+            self.plain_hits += total
+            self._hit.inc(total)
 
     async def close(self) -> None:
         """Cancel and await the background revalidations this handler owns."""

@@ -81,6 +81,7 @@ class Prepared:
         "large",
         "counted",
         "error",
+        "hits",
     )
 
     def __init__(self, entry: Entry, body: bytes, via: str, machine: str) -> None:
@@ -106,6 +107,7 @@ class Prepared:
         self.large: tuple[bytes, HitFile] | None = None  # with a file: the whole head (at `tail`), the file
         self.counted: list[int] = [0] * 7  # where its hits count (`report.SerialCounts.row`)
         self.error = entry.status >= 500  # (a stored 5xx counts as an error)
+        self.hits = 0  # plain hits answered since the edge last counted them (`report`)
 
     def attach(self, file: HitFile) -> None:
         """Send large hits from this file (the whole answer: `hitfile`); the next hit
@@ -115,10 +117,12 @@ class Prepared:
         self.since = self.until = 0.0
 
     def current(self, now: float) -> bool:
-        """Make `tail` (and `large`) say the Age and ttl at `now`; False once not fresh.
-        Within `since` < now < `until` nothing changes: the hot path checks that span
-        itself (two comparisons) and calls this only when a whole second turns."""
-        return self.since < now < self.until or self._show(now)
+        """Make `tail` (and `large`) say the Age and ttl at `now`; False once not fresh, and
+        always when this answer is not the plain hit (`plain`). Within `since` < now <
+        `until` nothing changes: the hot path checks that span itself (two comparisons)
+        and calls this only when a whole second turns (a span is only ever set when
+        `plain`)."""
+        return self.since < now < self.until or (self.plain and self._show(now))
 
     def _show(self, now: float) -> bool:
         """Rebuild the tail (and the large hit's head) for `now`, and the span of time its

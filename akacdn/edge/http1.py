@@ -22,6 +22,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 
 import httptools
 
@@ -85,6 +86,33 @@ def serialize_head(resp: Response, head_request: bool, close: bool) -> bytes:
 class Connection(asyncio.Protocol):
     """One client connection."""
 
+    __slots__ = (
+        "server",
+        "scheme",
+        "handler",
+        "transport",
+        "parser",
+        "remote",
+        "requests",
+        "fd",
+        "_sending",
+        "_writer_fd",
+        "queue",
+        "task",
+        "ticks",
+        "closing",
+        "_can_write",
+        "_refusal",
+        "url",
+        "fields",
+        "host",
+        "plain",
+        "head_bytes",
+        "in_head",
+        "body",
+        "body_size",
+    )
+
     def __init__(self, server: Http1Server, scheme: str = "http") -> None:
         self.server = server
         self.scheme = scheme
@@ -92,6 +120,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
+        self.requests = 0  # since the edge last counted them per client address (`count_requests`)
         self.fd = -1  # the socket's, for sendfile
         self._sending: tuple[HitFile, int] | None = None  # a large hit's file, sent up to here
         self._writer_fd = -1
@@ -124,6 +153,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.server.count_requests((self,))
         self.closing = True
         if self._sending is not None:
             self._sent()
@@ -213,8 +243,7 @@ class Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        remotes = self.handler.counts.remotes  # demand per client network (`report.SerialCounts`)
-        remotes[self.remote] = remotes.get(self.remote, 0) + 1
+        self.requests += 1  # demand per client network (`report`)
         method = self.parser.get_method()
         if (
             self.plain  # (so no Upgrade: see `NOT_PLAIN`)
@@ -428,6 +457,16 @@ class Http1Server:
         self.handler = handler
         self.connections: set[Connection] = set()
         self._servers: list[asyncio.Server] = []
+        handler.before_flush.append(lambda: self.count_requests(self.connections))
+
+    def count_requests(self, connections: Iterable[Connection]) -> None:
+        """Add the connections' requests since they were last counted to the requests per
+        client address (`report.SerialCounts.remotes`)."""
+        remotes = self.handler.counts.remotes
+        for c in connections:
+            if c.requests:
+                remotes[c.remote] = remotes.get(c.remote, 0) + c.requests
+                c.requests = 0
 
     def protocol(self) -> Connection:
         return Connection(self)

@@ -7,9 +7,13 @@ other edges (tiered distribution, SureRoute detours), and publishes them every h
 interval on the topic `report`. Origin offload per serial is then
 1 - origin / (requests - tunneled), summed over the edges.
 
-Demand per client network (measured mapping): the connections count requests per client
-address in `remotes` (one dict increment a request); a report folds them onto the
-configured client networks (longest prefix) and carries requests per network prefix.
+Demand per client network (measured mapping): each connection counts its requests, and
+the edge adds them to `remotes` (per client address) before each report; a report folds
+them onto the configured client networks (longest prefix) and carries requests per network
+prefix.
+
+The plain hit (`hit`) counts only on its stored answer; the edge adds those counts to the
+answer's serial row (`add_plain_hits`) before each report, as `record` would have.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class SerialCounts:
 
     def __init__(self) -> None:
         self._counts: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])
-        self.remotes: dict[str, int] = {}  # client address -> requests (cleared in place: connections hold it)
+        self.remotes: dict[str, int] = {}  # client address -> requests (the connections' counts, added)
         self._clients: dict[str, int] = {}  # client network prefix -> requests (workers' reports merged)
 
     def record(self, serial: int, x_cache: str, status: int, size: int, tunneled: bool = False) -> None:
@@ -45,9 +49,19 @@ class SerialCounts:
         c[4] += size
 
     def row(self, serial: int) -> list[int]:
-        """A serial's counts, the same list for good (a report zeroes it in place): the plain
-        hit keeps it and adds to it itself (requests, hits, errors, bytes: as `record` would)."""
+        """A serial's counts, the same list for good (a report zeroes it in place): a plain
+        hit's answer keeps it (`add_plain_hits`)."""
         return self._counts[serial]
+
+    @staticmethod
+    def add_plain_hits(row: list[int], hits: int, error: bool, size: int) -> None:
+        """`hits` plain hits of one stored answer (`size` bytes of body; a stored 5xx is an
+        `error`) into its serial's `row`: requests, hits, errors, bytes, as `record` would."""
+        row[0] += hits
+        row[1] += hits
+        if error:
+            row[3] += hits
+        row[4] += hits * size
 
     def origin(self, serial: int) -> None:
         """This edge sent a request of `serial` to its origin."""

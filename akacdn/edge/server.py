@@ -153,8 +153,8 @@ class Edge:
 
     def status(self, interval: float) -> tuple[bool, float, str]:
         """Heartbeat content: healthy, requests per second since the last beat."""
+        self.refresh_gauges()  # (and the counts: `Handler.flush`)
         load, self.handler.served = self.handler.served / interval, 0
-        self.refresh_gauges()
         return True, load, ""
 
     def refresh_gauges(self) -> None:
@@ -286,6 +286,7 @@ async def publish_reports(rt: Runtime, edge: Edge, client: MessagingClient) -> N
     interval = rt.net.timing.heartbeat_interval
     while True:
         await asyncio.sleep(interval)
+        edge.handler.flush()
         report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, interval, edge.client_networks)
         if report is not None:
             client.publish(REPORT_TOPIC, msgspec.msgpack.encode(report))
@@ -439,8 +440,8 @@ async def worker_main(rt: Runtime, link: Link) -> None:
     async def to_parent() -> None:
         while True:
             await asyncio.sleep(1.0)
+            edge.refresh_gauges()  # (and the counts: `Handler.flush`)
             served, edge.handler.served = edge.handler.served, 0
-            edge.refresh_gauges()
             link.send(b"S", registry_snapshot(rt.registry))
             report = edge.handler.counts.drain(rt.machine.id, rt.machine.region, 1.0, edge.client_networks)
             body = msgspec.msgpack.encode(report) if report is not None else b""

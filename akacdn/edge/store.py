@@ -45,12 +45,20 @@ class MemoryStore:
         self.max_object = max_object
         self.used = 0
         self._objects: OrderedDict[Key, list[Variant]] = OrderedDict()
+        # a key's variants without marking it used: the plain hit's lookup (the dict's own
+        # `get`, no Python frame); it marks its keys used once a second (`touch`)
+        self.peek: Callable[[Key], list[Variant] | None] = self._objects.get
 
     def get(self, key: Key) -> list[Variant] | None:
+        """A key's variants, the key then the most recently used."""
         got = self._objects.get(key)
         if got is not None:
             self._objects.move_to_end(key)
         return got
+
+    def touch(self, key: Key) -> None:
+        """Mark a key (still stored) the most recently used."""
+        self._objects.move_to_end(key)
 
     def put(self, key: Key, variants: list[Variant]) -> bool:
         """Keep a key's variants; False when one body is bigger than an object may be (or

@@ -40,7 +40,7 @@ def _pair() -> tuple[socket.socket, socket.socket]:
 
 async def _connection(edge: socket.socket) -> tuple[Connection, Counter]:
     waits = Counter("waits", "large hits sent as the client took them", registry=CollectorRegistry())
-    conn = Connection(Http1Server(SimpleNamespace(file_waits=waits)))  # type: ignore[arg-type]
+    conn = Connection(Http1Server(SimpleNamespace(file_waits=waits, before_flush=[])))  # type: ignore[arg-type]
     await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, edge)
     return conn, waits
 

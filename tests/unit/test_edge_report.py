@@ -36,20 +36,12 @@ def test_origin_requests_and_requests_from_other_edges_are_counted() -> None:
     assert msgspec.msgpack.decode(old, type=SerialReport) == SerialReport(9, 3, 1, 2, 0, 30, 0, 0)
 
 
-def _plain_hit(row: list[int], status: int, size: int) -> None:
-    """What `Handler.plain_hit` adds to its serial's row, inline (the real path through an
-    edge to a mapping center: test_edge_cache.py's per-serial traffic test)."""
-    row[0] += 1
-    row[1] += 1
-    row[3] += status >= 500
-    row[4] += size
-
-
-def test_a_plain_hit_row_reports_as_a_recorded_hit_and_a_stored_5xx_as_an_error() -> None:
+def test_plain_hits_report_as_recorded_hits_and_a_stored_5xx_as_errors() -> None:
     c, r = SerialCounts(), SerialCounts()
-    for status in (200, 501):
-        _plain_hit(c.row(5), status, 10)
-        r.record(5, "HIT", status, 10)
+    for status, hits in ((200, 3), (501, 2)):
+        SerialCounts.add_plain_hits(c.row(5), hits, status >= 500, 10)
+        for _ in range(hits):
+            r.record(5, "HIT", status, 10)
     assert c.drain("e", "r", 1.0) == r.drain("e", "r", 1.0)
 
 
@@ -58,11 +50,11 @@ def test_a_serial_row_outlives_reports_that_zero_it() -> None:
     after a report go into the next one, and an interval with none reports nothing."""
     c = SerialCounts()
     row = c.row(5)
-    _plain_hit(row, 200, 10)
+    SerialCounts.add_plain_hits(row, 1, False, 10)
     first = c.drain("e", "r", 1.0)
     assert first is not None and first.serials == [SerialReport(5, 1, 1, 0, 0, 10)]
     assert c.drain("e", "r", 1.0) is None
-    _plain_hit(row, 200, 0)
+    SerialCounts.add_plain_hits(row, 1, False, 0)
     assert c.row(5) is row
     second = c.drain("e", "r", 1.0)
     assert second is not None and second.serials == [SerialReport(5, 1, 1, 0, 0, 0)]
