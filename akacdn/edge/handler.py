@@ -218,7 +218,7 @@ class Handler:
             self._answered.add(p)
         p.hits += 1  # (counted into its serial's row, `served` and the metric by `flush`)
         if p.file is not None and not head and scheme == "http":  # sendfile: no TLS in between
-            return p.large
+            return p.large  # type: ignore[return-value]  # (set with the file)
         return [p.head, p.tail] if head else [p.head, p.tail, p.body]
 
     def _prepare(self, customer: Customer, entry: Entry, body: bytes) -> Prepared:
